@@ -1,0 +1,128 @@
+// The ONNX graphs of the Llama stages, one function per layer operation, in llama2.c's order.
+// Hidden states are [tokens, dim] (one sequence per engine). Weights arrive as [in, out]
+// float32 (transposed at load) so every projection is a plain MatMul that ORT can prepack.
+import type { LlamaConfig } from '../model/config.ts'
+import { GraphBuilder } from './graph-builder.ts'
+
+export interface BlockWeights {
+  attnNorm: Float32Array
+  q: Float32Array, k: Float32Array, v: Float32Array, o: Float32Array
+  qBias?: Float32Array, kBias?: Float32Array, vBias?: Float32Array
+  ffnNorm: Float32Array
+  gate: Float32Array, up: Float32Array, down: Float32Array
+}
+
+/** Names of the per-layer KV cache inputs/outputs of a block-range graph. */
+export const kvNames = (layer: number) => ({
+  pastK: `past_key.${layer}`, pastV: `past_value.${layer}`, presentK: `present_key.${layer}`, presentV: `present_value.${layer}`
+})
+
+/**
+ * Shapes of the rope inputs: cos/sin broadcast against q/k viewed as pairs. Adjacent-pair rope
+ * splits the head into [half, 2]; neox rope into [2, half].
+ */
+export function ropeShape (c: LlamaConfig, tokens: number | string): Array<number | string> {
+  const half = c.headDim / 2
+  return c.ropeStyle === 'interleaved' ? [tokens, 1, half, 1] : [tokens, 1, 1, half]
+}
+
+function rmsNorm (g: GraphBuilder, x: string, weight: string, eps: number): string {
+  return g.op1('SimplifiedLayerNormalization', [x, weight], { axis: -1, epsilon: { float: eps }, stash_type: 1 })
+}
+
+function linear (g: GraphBuilder, x: string, weight: string, bias?: string): string {
+  const y = g.op1('MatMul', [x, weight])
+  return bias != null ? g.op1('Add', [y, bias]) : y
+}
+
+/** Rotates q or k ([tokens, heads*headDim]) by position; returns [tokens, heads, headDim]. */
+function rope (g: GraphBuilder, c: LlamaConfig, x: string, heads: number, cos: string, sin: string): string {
+  const half = c.headDim / 2
+  const pairAxis = c.ropeStyle === 'interleaved' ? 3 : 2
+  const shape = c.ropeStyle === 'interleaved' ? [-1, heads, half, 2] : [-1, heads, 2, half]
+  const pairs = g.op1('Reshape', [x, g.ints(shape)])
+  const [a, b] = g.op('Split', [pairs, g.ints([1, 1])], { axis: pairAxis }, 2)
+  const ra = g.op1('Sub', [g.op1('Mul', [a, cos]), g.op1('Mul', [b, sin])])
+  const rb = g.op1('Add', [g.op1('Mul', [a, sin]), g.op1('Mul', [b, cos])])
+  const rotated = g.op1('Concat', [ra, rb], { axis: pairAxis })
+  return g.op1('Reshape', [rotated, g.ints([-1, heads, c.headDim])])
+}
+
+/**
+ * Grouped-query attention with plain ops. Query heads sharing a KV head are stacked along the
+ * token axis ([kvHeads, group*tokens, headDim]), so one batched MatMul serves the whole group;
+ * `mask` is the additive causal mask for those stacked rows ([group*tokens, past+tokens]).
+ */
+function attention (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, w: Record<string, string>, cos: string, sin: string, mask: string): string {
+  const kv = kvNames(layer)
+  const q = rope(g, c, linear(g, x, w.q, w.qBias), c.nHeads, cos, sin)
+  const k = rope(g, c, linear(g, x, w.k, w.kBias), c.nKvHeads, cos, sin)
+  const v = g.op1('Reshape', [linear(g, x, w.v, w.vBias), g.ints([-1, c.nKvHeads, c.headDim])])
+  const headsFirst = (t: string): string => g.op1('Transpose', [t], { perm: [1, 0, 2] })
+  const keys = g.op1('Concat', [kv.pastK, headsFirst(k)], { axis: 1 }, kv.presentK)
+  const values = g.op1('Concat', [kv.pastV, headsFirst(v)], { axis: 1 }, kv.presentV)
+  const grouped = g.op1('Reshape', [headsFirst(q), g.ints([c.nKvHeads, -1, c.headDim])])
+  const scores = g.op1('MatMul', [grouped, g.op1('Transpose', [keys], { perm: [0, 2, 1] })])
+  const scaled = g.op1('Add', [g.op1('Mul', [scores, g.scalar(1 / Math.sqrt(c.headDim))]), mask])
+  const probs = g.op1('Softmax', [scaled], { axis: -1 })
+  const mixed = g.op1('Reshape', [g.op1('MatMul', [probs, values]), g.ints([c.nHeads, -1, c.headDim])])
+  const merged = g.op1('Reshape', [headsFirst(mixed), g.ints([-1, c.nHeads * c.headDim])])
+  return linear(g, merged, w.o)
+}
+
+function feedForward (g: GraphBuilder, x: string, w: Record<string, string>): string {
+  const gate = linear(g, x, w.gate)
+  const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])])
+  return linear(g, g.op1('Mul', [silu, linear(g, x, w.up)]), w.down)
+}
+
+function block (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, weights: BlockWeights, cos: string, sin: string, mask: string): string {
+  const w: Record<string, string> = {}
+  for (const [name, data] of Object.entries(weights)) {
+    if (data == null) continue
+    const dims = weightDims(c, name)
+    w[name] = g.weight(`blk.${layer}.${name}`, data, dims)
+  }
+  const h = g.op1('Add', [x, attention(g, c, layer, rmsNorm(g, x, w.attnNorm, c.normEps), w, cos, sin, mask)])
+  return g.op1('Add', [h, feedForward(g, rmsNorm(g, h, w.ffnNorm, c.normEps), w)])
+}
+
+function weightDims (c: LlamaConfig, name: string): number[] {
+  const q = c.nHeads * c.headDim
+  const kv = c.nKvHeads * c.headDim
+  const dims: Record<string, number[]> = {
+    attnNorm: [c.dim], ffnNorm: [c.dim], q: [c.dim, q], k: [c.dim, kv], v: [c.dim, kv], o: [q, c.dim],
+    qBias: [q], kBias: [kv], vBias: [kv], gate: [c.dim, c.hiddenDim], up: [c.dim, c.hiddenDim], down: [c.hiddenDim, c.dim]
+  }
+  return dims[name]
+}
+
+/** Graph for blocks [first, last]: hidden [T, dim] in, hidden out, one KV cache pair per layer. */
+export function buildBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWeights[]): Uint8Array {
+  const g = new GraphBuilder()
+  let x = g.input('hidden', ['tokens', c.dim])
+  const cos = g.input('rope_cos', ropeShape(c, 'tokens'))
+  const sin = g.input('rope_sin', ropeShape(c, 'tokens'))
+  const mask = g.input('mask', ['group_rows', 'total'])
+  blocks.forEach((weights, i) => {
+    const kv = kvNames(first + i)
+    g.input(kv.pastK, [c.nKvHeads, 'past', c.headDim])
+    g.input(kv.pastV, [c.nKvHeads, 'past', c.headDim])
+    x = block(g, c, first + i, x, weights, cos, sin, mask)
+    g.output(kv.presentK, [c.nKvHeads, 'total', c.headDim])
+    g.output(kv.presentV, [c.nKvHeads, 'total', c.headDim])
+  })
+  g.op1('Identity', [x], {}, 'hidden_out')
+  g.output('hidden_out', ['tokens', c.dim])
+  return g.encode()
+}
+
+/** Graph for the final norm and output head: hidden [T, dim] -> logits [T, vocab]. */
+export function buildHeadGraph (c: LlamaConfig, norm: Float32Array, output: Float32Array): Uint8Array {
+  const g = new GraphBuilder()
+  const x = g.input('hidden', ['tokens', c.dim])
+  const normed = rmsNorm(g, x, g.weight('output_norm', norm, [c.dim]), c.normEps)
+  g.op1('MatMul', [normed, g.weight('output', output, [c.dim, c.vocabSize])], {}, 'logits')
+  g.output('logits', ['tokens', c.vocabSize])
+  return g.encode()
+}

@@ -1,0 +1,19 @@
+// Node runtime: onnxruntime-node's CPU provider (measured much faster than WASM under Node).
+import * as ort from 'onnxruntime-node'
+import type { Runtime, RuntimeOptions } from './runtime.ts'
+
+export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> {
+  return {
+    ort: ort as unknown as Runtime['ort'],
+    backend: 'cpu',
+    async createSession (model: Uint8Array) {
+      return await ort.InferenceSession.create(model, {
+        executionProviders: ['cpu'],
+        graphOptimizationLevel: 'all',
+        intraOpNumThreads: opts.threads ?? 0,
+        interOpNumThreads: 1,
+        executionMode: 'sequential'
+      }) as unknown as Awaited<ReturnType<Runtime['createSession']>>
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// HTTP Range reads, shared by Node and browsers. Each read is one Range request; servers that
+// ignore Range (200 with the whole body) are refused rather than silently downloading everything.
+export interface ByteSource {
+  readonly name: string
+  readonly size: number
+  read: (offset: number, length: number) => Promise<Uint8Array>
+  close?: () => Promise<void>
+}
+
+export async function openHttpSource (url: string, onProgress?: (loaded: number) => void): Promise<ByteSource> {
+  const head = await fetch(url, { method: 'HEAD' })
+  if (!head.ok) throw new Error(`${url}: HTTP ${head.status}`)
+  const size = Number(head.headers.get('content-length'))
+  if (!Number.isFinite(size) || size <= 0) throw new Error(`${url}: server did not report a content length`)
+  const name = decodeURIComponent(new URL(url, globalThis.location?.href).pathname.split('/').pop() ?? url)
+  let loaded = 0
+  return {
+    name,
+    size,
+    async read (offset, length) {
+      if (offset < 0 || length < 0 || offset + length > size) {
+        throw new Error(`${name}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes): truncated or corrupt`)
+      }
+      if (length === 0) return new Uint8Array(0)
+      const res = await fetch(url, { headers: { range: `bytes=${offset}-${offset + length - 1}` } })
+      if (res.status !== 206) throw new Error(`${url}: expected 206 Partial Content for a Range request, got ${res.status}`)
+      const body = new Uint8Array(await res.arrayBuffer())
+      if (body.length !== length) throw new Error(`${url}: asked for ${length} bytes at ${offset}, got ${body.length}`)
+      loaded += length
+      onProgress?.(loaded)
+      return body
+    }
+  }
+}

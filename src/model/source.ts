@@ -1,0 +1,45 @@
+// Node byte sources: local files are read by offset, URLs through HTTP Range, so loading a
+// stage range touches only the bytes of its own tensors.
+import { open, readdir, stat } from 'node:fs/promises'
+import { basename, dirname } from 'node:path'
+import { openHttpSource, type ByteSource } from './source-http.ts'
+
+export type { ByteSource } from './source-http.ts'
+
+export async function openSource (location: string, onProgress?: (loaded: number) => void): Promise<ByteSource> {
+  if (/^https?:\/\//.test(location)) return await openHttpSource(location, onProgress)
+  return await openFileSource(location)
+}
+
+export async function openFileSource (path: string): Promise<ByteSource> {
+  const size = (await stat(path)).size
+  const handle = await open(path, 'r')
+  return {
+    name: basename(path),
+    size,
+    async read (offset, length) {
+      checkRange(this.name, size, offset, length)
+      const out = new Uint8Array(length)
+      let done = 0
+      while (done < length) {
+        const { bytesRead } = await handle.read(out, done, length - done, offset + done)
+        if (bytesRead === 0) throw new Error(`${path}: file ended at byte ${offset + done}, wanted ${offset + length}`)
+        done += bytesRead
+      }
+      return out
+    },
+    async close () { await handle.close() }
+  }
+}
+
+export function checkRange (name: string, size: number, offset: number, length: number): void {
+  if (offset < 0 || length < 0 || offset + length > size) {
+    throw new Error(`${name}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes): truncated or corrupt`)
+  }
+}
+
+/** Names of the files beside a local model (to find its tokenizer); URLs cannot be listed. */
+export async function listSiblings (location: string): Promise<string[]> {
+  if (/^https?:\/\//.test(location)) return []
+  return await readdir(dirname(location)).catch(() => [])
+}
