@@ -1,0 +1,374 @@
+// The agent's ledger: its own chain plus every other chain it has verified, the double-spend
+// proofs it knows, and the calls the agent makes (transfer, grants, tasks, work settlement).
+// All mutations run one at a time: two concurrent appends to one chain would fork it.
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+import { BLOCK_VERSION, hashBlock, LedgerError, signBlock, verifyBlockSignature, ZERO_HASH, type Block, type RejectReason, type UnsignedBlock } from './block.ts'
+import { Chain, MissingDependency, type AccountState, type BalancePoint, type VerifyContext } from './chain.ts'
+import { DEFAULT_POLICY, requiredFee, type Policy } from './policy.ts'
+import { grantAmount, type GrantKind } from './grants.ts'
+import { makeProof, proofId, verifyProof, type DoubleSpendProof } from './doublespend.ts'
+import { parseWorkMemo, receiptUnits, verifyReceipt, workMemo, type WorkReceipt } from './receipts.ts'
+import type { LedgerStore } from './store-types.ts'
+
+export interface LedgerOptions {
+  policy?: Policy
+  /** owner_id written into the genesis block of a new chain. */
+  owner?: string
+  clock?: () => number
+  /** Acknowledge incoming sends automatically (the payee's half of a transfer). */
+  autoReceive?: boolean
+}
+
+export type IngestOutcome =
+  | { status: 'accepted'; hash: string }
+  | { status: 'duplicate' }
+  | { status: 'missing'; account: string; detail: string }
+  | { status: 'fork'; proof: DoubleSpendProof }
+  | { status: 'rejected'; reason: RejectReason; detail: string }
+
+export interface LedgerEvents {
+  block: { block: Block; hash: string; own: boolean }
+  flagged: { account: string; proof: DoubleSpendProof }
+  rejected: { reason: RejectReason; detail: string }
+}
+
+/** What a worker gets with a task.request: where to find the client's reservation. */
+export interface TaskRequest {
+  taskId: string
+  client: string
+  worker: string
+  amount: number
+  reserve: string
+}
+
+/** Step 5 of the draft's flow: the worker's report, pointing at its receive block. */
+export interface TaskResult {
+  taskId: string
+  status: 'ok' | 'failed'
+  earned: number
+  receive?: string
+}
+
+export interface Audit {
+  /** Registration grants and failsafe grants: the only way credits come into being. */
+  grants: number
+  /** Fees, all burned. */
+  burned: number
+  /** Sum of balances (pending included). */
+  balances: number
+  /** Sent but not yet received. */
+  inFlight: number
+  /** grants - burned; equals balances + inFlight on a consistent view. */
+  supply: number
+}
+
+type Listener<K extends keyof LedgerEvents> = (e: LedgerEvents[K]) => void
+
+export class Ledger {
+  readonly id: string
+  readonly policy: Policy
+  private readonly chains = new Map<string, Chain>()
+  private readonly byHash = new Map<string, Block>()
+  private readonly proofs = new Map<string, DoubleSpendProof>()
+  private readonly flags = new Map<string, number>()
+  private readonly listeners = new Map<keyof LedgerEvents, Set<(e: any) => void>>()
+  private readonly clock: () => number
+  private readonly autoReceive: boolean
+  private queue: Promise<unknown> = Promise.resolve()
+
+  private constructor(private readonly store: LedgerStore, private readonly key: PrivateKey, opts: LedgerOptions) {
+    this.id = peerIdFromPrivateKey(key).toString()
+    this.policy = opts.policy ?? DEFAULT_POLICY
+    this.clock = opts.clock ?? Date.now
+    this.autoReceive = opts.autoReceive ?? true
+  }
+
+  /** Replays the store (rules re-checked, signatures trusted: the store holds only verified blocks) and writes genesis for a new agent. */
+  static async open(store: LedgerStore, key: PrivateKey, opts: LedgerOptions = {}): Promise<Ledger> {
+    const l = new Ledger(store, key, opts)
+    for (const r of await store.load()) {
+      if (r.kind === 'proof') l.recordProof(r.proof)
+      else await l.chainOf(r.block.account).append(r.block, l.ctx(), true).then(h => l.byHash.set(h, r.block))
+    }
+    if (l.own.state.seq < 0) {
+      await l.extend({ type: 'genesis', amount: l.policy.grants.registration, memo: opts.owner ?? '' })
+    }
+    return l
+  }
+
+  on<K extends keyof LedgerEvents>(event: K, fn: Listener<K>): () => void {
+    let set = this.listeners.get(event)
+    if (set == null) this.listeners.set(event, (set = new Set()))
+    set.add(fn)
+    return () => set.delete(fn)
+  }
+
+  account(id: string = this.id): AccountState | undefined {
+    return this.chains.get(id)?.state
+  }
+
+  accounts(): AccountState[] {
+    return [...this.chains.values()].map(c => c.state)
+  }
+
+  /** Blocks seq from..to (inclusive) of one account, as far as known. */
+  blocks(account: string, from = 0, to = Infinity): Block[] {
+    return this.chains.get(account)?.blocks.slice(from, to + 1) ?? []
+  }
+
+  hashAt(account: string, seq: number): string | undefined {
+    return this.chains.get(account)?.hashes[seq]
+  }
+
+  block(hash: string): Block | undefined {
+    return this.byHash.get(hash)
+  }
+
+  history(account: string = this.id): BalancePoint[] {
+    return [...(this.chains.get(account)?.history ?? [])]
+  }
+
+  isFlagged(account: string): boolean {
+    return this.flags.has(account)
+  }
+
+  knownProofs(): DoubleSpendProof[] {
+    return [...this.proofs.values()]
+  }
+
+  audit(): Audit {
+    let grants = 0, burned = 0, balances = 0, inFlight = 0
+    for (const c of this.chains.values()) {
+      const s = c.state
+      grants += s.grants_total
+      burned += s.fees_total
+      balances += s.balance
+      for (const [i, b] of c.blocks.entries()) {
+        if (b.type === 'send' && !this.chains.get(b.counterparty)?.hasReceived(c.hashes[i])) inFlight += b.amount
+      }
+    }
+    return { grants, burned, balances, inFlight, supply: grants - burned }
+  }
+
+  // ---- the agent's own actions ----
+
+  /** credit.transfer of the draft: the payer's half; the payee's receive completes it. */
+  transfer(to: string, amount: number, reason = ''): Promise<Block> {
+    return this.extend({ type: 'send', amount, counterparty: to, memo: reason })
+  }
+
+  /** The payee's half for a send this ledger already verified. */
+  receive(sendHash: string): Promise<Block> {
+    const send = this.byHash.get(sendHash)
+    if (send == null) return Promise.reject(new LedgerError('unknown-ref', `send ${sendHash} not known`))
+    return this.extend({ type: 'receive', amount: send.amount, counterparty: send.account, ref: sendHash })
+  }
+
+  claimGrant(kind: GrantKind, evidence: { counterparty?: string; ref?: string } = {}): Promise<Block> {
+    return this.extend({ type: 'grant', memo: kind, amount: grantAmount(kind, this.policy.grants), ...evidence })
+  }
+
+  /** Declares a broadcast, data or priority fee of `units` times its rate (no-op while fees are off). */
+  async payFee(kind: 'broadcast' | 'data' | 'priority', units = 1): Promise<Block | undefined> {
+    if (!this.policy.fees.enabled || units <= 0) return undefined
+    return this.extend({ type: 'fee', memo: kind, fee: units * this.policy.fees[kind] })
+  }
+
+  /** Steps 1-2 of the draft: order a task and reserve its price as pending. */
+  async reserveTask(worker: string, amount: number, taskId: string, priority = 0): Promise<TaskRequest> {
+    if (priority >= this.policy.fees.priorityLevel) await this.payFee('priority')
+    const b = await this.extend({ type: 'reserve', amount, counterparty: worker, memo: taskId })
+    return { taskId, client: this.id, worker, amount, reserve: hashBlock(b) }
+  }
+
+  /** The worker's check before executing: the reservation is on the client's chain and still open. */
+  reservationHolds(req: TaskRequest): boolean {
+    const r = this.chains.get(req.client)?.reservation(req.reserve)
+    return r != null && r.counterparty === this.id && r.counterparty === req.worker && r.remaining >= req.amount
+  }
+
+  /** Step 4: pay the confirmed amount from the reservation and release the rest. */
+  async settleTask(reserveHash: string, amount: number): Promise<Block> {
+    const r = this.own.reservation(reserveHash)
+    if (r == null) throw new LedgerError('unknown-ref', `no open reservation ${reserveHash}`)
+    const send = await this.extend({ type: 'send', amount, counterparty: r.counterparty, ref: reserveHash })
+    if (this.own.reservation(reserveHash) != null) await this.releaseTask(reserveHash)
+    return send
+  }
+
+  /** A failed task gives its reservation back. */
+  releaseTask(reserveHash: string): Promise<Block> {
+    const r = this.own.reservation(reserveHash)
+    if (r == null) return Promise.reject(new LedgerError('unknown-ref', `no open reservation ${reserveHash}`))
+    return this.extend({ type: 'release', amount: r.remaining, counterparty: r.counterparty, ref: reserveHash })
+  }
+
+  /** Releases every reservation older than the policy's task timeout. */
+  async expireTasks(): Promise<Block[]> {
+    const cutoff = this.clock() - this.policy.taskTimeoutMs
+    const out: Block[] = []
+    for (const r of this.own.openReservations()) if (r.ts <= cutoff) out.push(await this.releaseTask(r.hash))
+    return out
+  }
+
+  /** Step 5, on the worker: report the task with what its receive block earned. */
+  taskResult(taskId: string, receiveHash?: string): TaskResult {
+    const b = receiveHash ? this.byHash.get(receiveHash) : undefined
+    const ok = b != null && b.account === this.id && b.type === 'receive'
+    return { taskId, status: ok ? 'ok' : 'failed', earned: ok ? b.amount : 0, receive: ok ? receiveHash : undefined }
+  }
+
+  /** Units of a work session this client already paid, read from its own chain. */
+  paidUnits(session: string, server: string): number {
+    let units = 0
+    for (const b of this.own.blocks) {
+      const w = b.type === 'send' && b.counterparty === server ? parseWorkMemo(b.memo) : undefined
+      if (w?.session === session) units = Math.max(units, w.units)
+    }
+    return units
+  }
+
+  /** The client pays a server for everything its latest signed receipt covers. */
+  async settleWork(receipt: WorkReceipt): Promise<Block | undefined> {
+    if (receipt.client !== this.id || !(await verifyReceipt(receipt))) throw new LedgerError('malformed', 'not a receipt this agent signed')
+    const units = receiptUnits(receipt)
+    const owed = (units - this.paidUnits(receipt.session, receipt.server)) * this.policy.work.pricePerUnit
+    if (owed <= 0) return undefined
+    return this.extend({ type: 'send', amount: owed, counterparty: receipt.server, memo: workMemo(receipt.session, units) })
+  }
+
+  // ---- blocks and proofs from the network ----
+
+  /** Verifies a block from another agent and, when valid, adds it; never throws for bad input. */
+  ingest(b: Block): Promise<IngestOutcome> {
+    return this.serial(() => this.ingestNow(b))
+  }
+
+  /** Verifies a double-spend proof from the network; true when it was new and valid. */
+  addProof(p: unknown): Promise<boolean> {
+    return this.serial(async () => {
+      const account = await verifyProof(p)
+      if (account == null) return false
+      const proof = makeProof((p as DoubleSpendProof).a, (p as DoubleSpendProof).b)
+      if (this.proofs.has(proofId(proof))) return false
+      await this.store.append({ kind: 'proof', proof })
+      this.recordProof(proof)
+      return true
+    })
+  }
+
+  private async ingestNow(b: Block): Promise<IngestOutcome> {
+    const chain = this.chainOf(b.account)
+    const hash = hashBlock(b)
+    if (b.seq <= chain.state.seq) return this.compareExisting(chain, b, hash)
+    if (this.flags.has(b.account)) return this.reject('flagged', `${b.account} forked its chain`)
+    if (b.type === 'receive') {
+      const send = this.byHash.get(b.ref)
+      if (send != null && (this.flags.get(send.account) ?? Infinity) <= send.seq) return this.reject('flagged', 'receives a send at or after a fork')
+    }
+    try {
+      await chain.append(b, this.ctx())
+    } catch (err) {
+      if (err instanceof MissingDependency) return { status: 'missing', account: err.account, detail: err.message }
+      if (err instanceof LedgerError) return this.reject(err.reason, err.message)
+      throw err
+    }
+    await this.committed(b, hash, false)
+    return { status: 'accepted', hash }
+  }
+
+  private async compareExisting(chain: Chain, b: Block, hash: string): Promise<IngestOutcome> {
+    const mine = chain.blocks[b.seq]
+    if (chain.hashes[b.seq] === hash) return { status: 'duplicate' }
+    if (!(await verifyBlockSignature(b))) return this.reject('bad-signature', `${b.account}#${b.seq}`)
+    const proof = makeProof(mine, b)
+    if (!this.proofs.has(proofId(proof))) {
+      await this.store.append({ kind: 'proof', proof })
+      this.recordProof(proof)
+    }
+    return { status: 'fork', proof }
+  }
+
+  private recordProof(proof: DoubleSpendProof): void {
+    const account = proof.a.account
+    this.proofs.set(proofId(proof), proof)
+    this.flags.set(account, Math.min(this.flags.get(account) ?? Infinity, proof.a.seq))
+    this.emit('flagged', { account, proof })
+  }
+
+  private reject(reason: RejectReason, detail: string): IngestOutcome {
+    this.emit('rejected', { reason, detail })
+    return { status: 'rejected', reason, detail }
+  }
+
+  // ---- internals ----
+
+  private get own(): Chain {
+    return this.chainOf(this.id)
+  }
+
+  private chainOf(account: string): Chain {
+    let c = this.chains.get(account)
+    if (c == null) this.chains.set(account, (c = new Chain(account)))
+    return c
+  }
+
+  private ctx(): VerifyContext {
+    return {
+      policy: this.policy,
+      now: this.clock(),
+      lookup: h => this.byHash.get(h),
+      chain: a => this.chains.get(a),
+      hasProof: id => this.proofs.has(id)
+    }
+  }
+
+  /**
+   * Signs and appends the next block of the own chain; the rules apply to it as to anyone's.
+   * The required fee is added here; `fields.fee` is only the declared part of a 'fee' block.
+   */
+  private extend(fields: Partial<UnsignedBlock> & Pick<UnsignedBlock, 'type'>): Promise<Block> {
+    return this.serial(async () => {
+      const s = this.own.state
+      const base: UnsignedBlock = {
+        v: BLOCK_VERSION, account: this.id, seq: s.seq + 1, prev: s.head, amount: 0, counterparty: '', ref: ZERO_HASH, memo: '',
+        ts: Math.max(this.clock(), s.lastTs), ...fields, fee: 0
+      }
+      const unsigned = { ...base, fee: (fields.fee ?? 0) + requiredFee(this.policy, base, s.seq < 0 ? undefined : s.lastTs) }
+      const b = await signBlock(unsigned, this.key)
+      const hash = await this.own.append(b, this.ctx(), true)
+      await this.committed(b, hash, true)
+      return b
+    })
+  }
+
+  private async committed(b: Block, hash: string, own: boolean): Promise<void> {
+    await this.store.append({ kind: 'block', block: b })
+    this.byHash.set(hash, b)
+    this.emit('block', { block: b, hash, own })
+    if (this.autoReceive && !own && b.type === 'send' && b.counterparty === this.id) {
+      // Queued behind the current operation, not awaited: awaiting from inside the queue would deadlock.
+      void this.receive(hash).catch(err => this.emit('rejected', { reason: err.reason ?? 'malformed', detail: String(err.message) }))
+    }
+  }
+
+  /** Resolves once every queued operation, including automatic receives, has finished. */
+  async idle(): Promise<void> {
+    let seen: Promise<unknown>
+    do {
+      seen = this.queue
+      await seen
+    } while (seen !== this.queue)
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn)
+    this.queue = run.catch(() => undefined)
+    return run
+  }
+
+  private emit<K extends keyof LedgerEvents>(event: K, e: LedgerEvents[K]): void {
+    for (const fn of this.listeners.get(event) ?? []) fn(e)
+  }
+}
