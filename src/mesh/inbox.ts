@@ -1,8 +1,17 @@
-import { decodeEnvelope, type Envelope, type RejectReason } from '../protocol/envelope.ts'
+import { decodeEnvelope, type Decoded, type Envelope, type RejectReason } from '../protocol/envelope.ts'
 import { LIMITS } from '../protocol/limits.ts'
 import { RateLimiter } from './rate-limit.ts'
 
 export type RejectCounts = Partial<Record<RejectReason, number>>
+
+export interface AdmitOptions {
+  /** The peer the bytes came from (gossip publisher or stream remote). */
+  transportFrom?: string
+  /** Refuse envelopes signed by someone other than `transportFrom` (gossip publishes only one's own). */
+  senderMustMatch?: boolean
+  now?: number
+  maxBytes?: number
+}
 
 export interface Rejection { reason: RejectReason, detail: string, from?: string, at: number }
 
@@ -19,30 +28,34 @@ export class Inbox {
 
   constructor (private readonly onReject?: (r: Rejection) => void) {}
 
-  async accept (bytes: Uint8Array, opts: { transportFrom?: string, now?: number, maxBytes?: number } = {}): Promise<Envelope | undefined> {
+  async accept (bytes: Uint8Array, opts: AdmitOptions = {}): Promise<Envelope | undefined> {
+    const d = await this.admit(bytes, opts)
+    return d.ok ? d.env : undefined
+  }
+
+  /** Like accept, but says why a message was refused (the relay maps reasons to gossip verdicts). */
+  async admit (bytes: Uint8Array, opts: AdmitOptions = {}): Promise<Decoded> {
     const now = opts.now ?? Date.now()
     // Rate-limit on the connection we got it from too, so a flood of garbage costs its sender.
     if (opts.transportFrom != null && !this.rate.take(`conn:${opts.transportFrom}`, now)) {
-      this.reject('rate-limited', `too many messages via ${opts.transportFrom}`, opts.transportFrom, now)
-      return undefined
+      return this.refuse('rate-limited', `too many messages via ${opts.transportFrom}`, opts.transportFrom, now)
     }
     const d = await decodeEnvelope(bytes, now, opts.maxBytes)
-    if (!d.ok) {
-      this.reject(d.reason, d.detail, opts.transportFrom, now)
-      return undefined
+    if (!d.ok) return this.refuse(d.reason, d.detail, opts.transportFrom, now)
+    if (opts.transportFrom != null && opts.senderMustMatch === true && d.env.from !== opts.transportFrom) {
+      return this.refuse('sender-mismatch', `envelope from ${d.env.from} published by ${opts.transportFrom}`, opts.transportFrom, now)
     }
     const key = `${d.env.from}/${d.env.id}`
-    if (this.seen.has(key)) {
-      this.reject('replay', `message ${d.env.id} already seen`, d.env.from, now)
-      return undefined
-    }
-    if (!this.rate.take(`from:${d.env.from}`, now)) {
-      this.reject('rate-limited', `${d.env.from} sends too fast`, d.env.from, now)
-      return undefined
-    }
+    if (this.seen.has(key)) return this.refuse('replay', `message ${d.env.id} already seen`, d.env.from, now)
+    if (!this.rate.take(`from:${d.env.from}`, now)) return this.refuse('rate-limited', `${d.env.from} sends too fast`, d.env.from, now)
     this.remember(key, d.env.ts, now)
     this.accepted++
-    return d.env
+    return d
+  }
+
+  private refuse (reason: RejectReason, detail: string, from: string | undefined, now: number): Decoded {
+    this.reject(reason, detail, from, now)
+    return { ok: false, reason, detail }
   }
 
   reject (reason: RejectReason, detail: string, from: string | undefined, now = Date.now()): void {

@@ -27,6 +27,8 @@ export interface AnnounceBody {
   /** Model stage ranges this agent hosts (filled by distributed inference; empty for now). */
   hosts: Array<{ model: string, start: number, end: number }>
   links: LinkInfo[]
+  /** Multiaddrs others can dial this agent at (relay circuit and WebRTC signalling addresses). */
+  addrs?: string[]
   /** Seconds after `ts` at which receivers drop this agent unless it announces again. */
   ttl: number
 }
@@ -75,6 +77,7 @@ const builtin: Record<MessageType, Check> = {
       !b.hosts.every((h: any) => isStr(h?.model, 128) && Number.isInteger(h.start) && Number.isInteger(h.end) && h.start >= 0 && h.end >= h.start)) return 'hosts'
     if (!Array.isArray(b.links) || b.links.length > 64 ||
       !b.links.every((l: any) => isStr(l?.peer, 128) && TRANSPORTS.has(l.transport) && (l.rttMs === undefined || isNum(l.rttMs)))) return 'links'
+    if (b.addrs !== undefined && (!Array.isArray(b.addrs) || b.addrs.length > 8 || !b.addrs.every((a: unknown) => isStr(a, 300)))) return 'addrs'
     if (!Number.isInteger(b.ttl) || b.ttl < 5 || b.ttl > 3600) return 'ttl'
     return undefined
   },

@@ -1,0 +1,31 @@
+import type { Connection } from '@libp2p/interface'
+import type { Transport } from '../protocol/messages.ts'
+
+/**
+ * How a connection really travels, read from its remote address: a `/p2p-circuit` that is
+ * not followed by `/webrtc` goes through the relay; `/webrtc` after the circuit is the direct
+ * WebRTC link the circuit only helped to set up.
+ */
+export function transportOf (conn: Pick<Connection, 'remoteAddr'>): Transport {
+  const addr = conn.remoteAddr.toString()
+  const circuit = addr.lastIndexOf('/p2p-circuit')
+  const webrtc = addr.lastIndexOf('/webrtc')
+  if (webrtc >= 0 && webrtc > circuit) return 'webrtc'
+  if (circuit >= 0) return 'relayed'
+  if (/\/wss?(\/|$)/.test(addr)) return 'websocket'
+  if (addr.includes('/tcp/')) return 'tcp'
+  return 'none'
+}
+
+const PREFERENCE: Transport[] = ['webrtc', 'websocket', 'tcp', 'relayed', 'none']
+
+/** The best of several connections to one peer (a relayed one usually stays open beside WebRTC). */
+export function bestTransport (conns: Array<Pick<Connection, 'remoteAddr' | 'status'>>): Transport {
+  let best: Transport = 'none'
+  for (const c of conns) {
+    if (c.status !== 'open') continue
+    const t = transportOf(c)
+    if (PREFERENCE.indexOf(t) < PREFERENCE.indexOf(best)) best = t
+  }
+  return best
+}

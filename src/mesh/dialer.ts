@@ -1,0 +1,47 @@
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Connection } from '@libp2p/interface'
+import type { AgentNode } from './node.ts'
+import { transportOf } from './connections.ts'
+
+/**
+ * Candidate addresses for an agent, best first: direct WebRTC (signalled through a relay),
+ * then the relayed circuit itself. Relayed addresses in announces and the peer store can lack
+ * the trailing /p2p/<id>; dialing such an address silently returns the relay connection.
+ */
+export function candidateAddrs (peerId: string, announced: string[], relayAddrs: Multiaddr[]): Multiaddr[] {
+  const withId = (a: string): string => a.endsWith(`/p2p/${peerId}`) ? a : `${a}/p2p/${peerId}`
+  const fromRelays = relayAddrs.flatMap(r => [`${r.toString()}/p2p-circuit/webrtc`, `${r.toString()}/p2p-circuit`])
+  const all = [...announced.filter(a => a.includes('/p2p-circuit')), ...fromRelays].map(withId)
+  const webrtc = all.filter(a => a.includes('/p2p-circuit/webrtc'))
+  const circuit = all.filter(a => !a.includes('/webrtc'))
+  return [...new Set([...webrtc, ...circuit])].map(a => multiaddr(a))
+}
+
+/** One side of each pair dials (the smaller id), so two agents never race to open two links. */
+export function shouldDial (selfId: string, otherId: string): boolean {
+  return selfId < otherId
+}
+
+/**
+ * Opens a connection to an agent, retrying: a few percent of WebRTC dials hang until timeout
+ * under load. Falls back to the relayed circuit where no direct link can be made.
+ */
+export async function connectTo (node: AgentNode, peerId: string, addrs: Multiaddr[], opts: { attempts?: number, timeoutMs?: number } = {}): Promise<Connection> {
+  const existing = node.getConnections(peerIdFromString(peerId)).find(c => c.status === 'open' && transportOf(c) === 'webrtc')
+  if (existing != null) return existing
+  const attempts = opts.attempts ?? 3
+  let lastErr: unknown
+  // Exhaust the direct WebRTC addresses before settling for a relayed circuit.
+  for (const addr of addrs) {
+    for (let i = 0; i < attempts; i++) {
+      try {
+        return await node.dial(addr, { signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000) })
+      } catch (err) {
+        lastErr = err
+        await new Promise(resolve => setTimeout(resolve, 250 * (i + 1)))
+      }
+    }
+  }
+  throw new Error(`cannot reach ${peerId}: ${(lastErr as Error)?.message ?? 'no address'}`)
+}

@@ -1,0 +1,21 @@
+import { lpStream } from '@libp2p/utils'
+import type { Stream } from '@libp2p/interface'
+import { fromString, toString } from 'uint8arrays'
+import { LIMITS } from '../protocol/limits.ts'
+
+/** Small JSON messages over a stream, each one length-prefixed (unsigned varint), capped in size. */
+export function jsonFrames (stream: Stream, maxBytes: number = LIMITS.maxEnvelopeBytes) {
+  const lp = lpStream(stream, { maxDataLength: maxBytes })
+  return {
+    async write (value: unknown, signal?: AbortSignal): Promise<void> {
+      await lp.write(fromString(JSON.stringify(value), 'utf8'), { signal })
+    },
+    /** Raw bytes of the next frame: envelopes are decoded (and counted) by the Inbox. */
+    async readBytes (signal?: AbortSignal): Promise<Uint8Array> {
+      return (await lp.read({ signal })).subarray()
+    },
+    async readJson (signal?: AbortSignal): Promise<any> {
+      return JSON.parse(toString(await this.readBytes(signal), 'utf8'))
+    }
+  }
+}

@@ -1,0 +1,62 @@
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { webSockets } from '@libp2p/websockets'
+import { webRTC } from '@libp2p/webrtc'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { noise } from '@libp2p/noise'
+import { yamux } from '@libp2p/yamux'
+import { identify } from '@libp2p/identify'
+import { ping, type Ping } from '@libp2p/ping'
+import { gossipsub } from '@libp2p/gossipsub'
+import type { Identify } from '@libp2p/identify'
+import type { PrivateKey } from '@libp2p/interface'
+import { LIMITS } from '../protocol/limits.ts'
+
+export interface AgentNodeOptions {
+  privateKey: PrivateKey
+  /** Empty in tests and on a LAN; public STUN servers for real users behind NAT. */
+  iceServers?: RTCIceServer[]
+}
+
+export type AgentServices = { identify: Identify, ping: Ping, pubsub: ReturnType<ReturnType<typeof gossipsub>> }
+export type AgentNode = Libp2p<AgentServices>
+
+export const DEFAULT_ICE_SERVERS: RTCIceServer[] = [{ urls: ['stun:stun.l.google.com:19302', 'stun:global.stun.twilio.com:3478'] }]
+
+/** Gossip options shared by agents and the relay, so both enforce the same message limits. */
+export function gossipOptions (): Parameters<typeof gossipsub>[0] {
+  return {
+    // An agent alone on a topic still publishes (its announce must go out the moment a peer arrives).
+    allowPublishToZeroTopicPeers: true,
+    emitSelf: false,
+    maxInboundDataLength: LIMITS.maxEnvelopeBytes + 1024,
+    // Frequent heartbeats keep a small mesh converging within a second or two.
+    heartbeatInterval: 700,
+    runOnLimitedConnection: true
+  }
+}
+
+/**
+ * One libp2p node for an agent, browser or Node: the libp2p packages pick their platform
+ * builds themselves (native WebSocket/RTCPeerConnection in browsers, ws/node-datachannel in Node).
+ */
+export async function createAgentNode (opts: AgentNodeOptions): Promise<AgentNode> {
+  return await createLibp2p({
+    privateKey: opts.privateKey,
+    addresses: { listen: ['/p2p-circuit', '/webrtc'] },
+    transports: [
+      webSockets(),
+      webRTC({ rtcConfiguration: { iceServers: opts.iceServers ?? DEFAULT_ICE_SERVERS } }),
+      circuitRelayTransport({ reservationCompletionTimeout: 10_000 })
+    ],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    // The default gater refuses ws:// and loopback, which is exactly what a local relay is.
+    connectionGater: { denyDialMultiaddr: () => false },
+    connectionManager: { maxConnections: 200 },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub(gossipOptions())
+    }
+  }) as AgentNode
+}

@@ -1,0 +1,29 @@
+import { privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { Agent } from './agent.ts'
+import { detectCapabilities } from './capabilities.ts'
+import { identityStore } from './identity-store.ts'
+import { loadOrCreateIdentity, type Profile } from './identity.ts'
+
+export interface StartAgentOptions {
+  relayAddrs: string[]
+  /** Node: the directory holding identity and state. Browsers keep them in IndexedDB instead. */
+  dataDir?: string
+  profile?: Partial<Profile>
+  iceServers?: RTCIceServer[]
+  announceIntervalMs?: number
+}
+
+/** Loads (or creates) this agent's identity, detects what it can offer, and joins the mesh. */
+export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
+  const store = identityStore(opts.dataDir ?? '.data/peer')
+  const identity = await loadOrCreateIdentity(store, opts.profile)
+  const key = privateKeyToProtobuf(identity.privateKey)
+  return await Agent.start({
+    identity,
+    saveProfile: async profile => { await store.save({ key, profile }) },
+    relayAddrs: opts.relayAddrs,
+    capabilities: await detectCapabilities(opts.dataDir ?? '.'),
+    iceServers: opts.iceServers,
+    announceIntervalMs: opts.announceIntervalMs
+  })
+}
