@@ -1,0 +1,74 @@
+import { startAgent } from './start.ts'
+import { resolveRelay } from './relay-address.ts'
+import { DEFAULT_ICE_SERVERS } from '../mesh/node.ts'
+import type { Agent } from './agent.ts'
+import type { TabRole } from './handle.ts'
+
+const LOCK = 'clawnet-agent'
+
+/**
+ * Where this tab finds the mesh: `?relay=<multiaddr or URL>` (invite links), else the relay
+ * that served the page. `?ice=none` turns off public STUN (LAN, tests).
+ */
+function meshConfig (): { relay: string, iceServers: RTCIceServer[], announceMs?: number } {
+  const params = new URLSearchParams(location.search)
+  const announce = Number(params.get('announce'))
+  return {
+    relay: params.get('relay') ?? location.origin,
+    iceServers: params.get('ice') === 'none' ? [] : DEFAULT_ICE_SERVERS,
+    announceMs: announce > 0 ? announce * 1000 : undefined
+  }
+}
+
+/**
+ * One agent per browser profile: the tab holding the Web Lock runs it. Another tab waits in
+ * line (and starts the agent by itself when the first tab closes) or takes over by stealing
+ * the lock, which stops the agent in the tab it was taken from.
+ */
+export function startBrowserAgent (onRole: (role: TabRole) => void): void {
+  const locks = (navigator as any).locks
+  if (locks == null) {
+    // No Web Locks (very old browser or insecure context): run without the single-tab guard.
+    void run(onRole, new Promise(() => {}))
+    return
+  }
+  const hold = (steal: boolean): void => {
+    locks.request(LOCK, steal ? { steal: true } : { ifAvailable: true }, async (lock: unknown) => {
+      if (lock == null) {
+        onRole({ kind: 'elsewhere', takeOver: () => { hold(true) } })
+        // Wait our turn quietly: when the other tab closes, this one becomes the agent.
+        locks.request(LOCK, async () => { await run(onRole, new Promise(() => {})) }).catch(() => {})
+        return
+      }
+      await run(onRole, new Promise(() => {}))
+    }).catch((err: any) => {
+      // Our lock was stolen by another tab: that tab is the agent now, with the same key.
+      if (err?.name === 'AbortError') {
+        const stopping = running?.stop()
+        running = undefined
+        void stopping?.finally(() => { onRole({ kind: 'elsewhere', takeOver: () => { hold(true) } }) })
+        if (stopping == null) onRole({ kind: 'elsewhere', takeOver: () => { hold(true) } })
+      }
+      else onRole({ kind: 'failed', error: String(err?.message ?? err) })
+    })
+  }
+  hold(false)
+}
+
+let running: Agent | undefined
+
+/** Runs the agent for as long as `held` stays pending (the lock callback's lifetime). */
+async function run (onRole: (role: TabRole) => void, held: Promise<void>): Promise<void> {
+  if (running != null) return await held
+  onRole({ kind: 'starting' })
+  const cfg = meshConfig()
+  try {
+    const agent = await startAgent({ relayAddrs: await resolveRelay(cfg.relay), iceServers: cfg.iceServers, announceIntervalMs: cfg.announceMs })
+    running = agent
+    addEventListener('pagehide', () => { void agent.leave() })
+    onRole({ kind: 'running', agent })
+  } catch (err: any) {
+    onRole({ kind: 'failed', error: `Could not join the mesh: ${err?.message ?? err}` })
+  }
+  await held
+}
