@@ -1,0 +1,81 @@
+// Generality: random-weight Llama-family models of several shapes and weight types, written by
+// our GGUF writer, must give llama.cpp's greedy tokens (node-llama-cpp, CPU, F32 KV cache).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { getLlama, type Llama } from 'node-llama-cpp'
+import { openFileSource } from '../../src/model/source.ts'
+import { readLlama2cTokenizer } from '../../src/model/llama2c.ts'
+import { openModel } from '../../src/model/open-model.ts'
+import { GgmlType } from '../../src/model/ggml-types.ts'
+import type { LlamaConfig } from '../../src/model/config.ts'
+import type { Vocabulary } from '../../src/model/tokenizer.ts'
+import { randomLlamaGguf } from '../../src/model/random-model.ts'
+import { loadRuntime } from '../../src/engine/ort.ts'
+import { LocalPipeline } from '../../src/engine/pipeline.ts'
+
+const base: LlamaConfig = {
+  architecture: 'llama', dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: 512,
+  contextLength: 256, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: true, qkvBias: false
+}
+
+const cases: Array<{ name: string, config: Partial<LlamaConfig>, type: GgmlType, outputType?: GgmlType, layers?: Array<[number, number]> }> = [
+  { name: 'more layers, GQA 4:1, rope theta 500000, untied head, F32', config: { nLayers: 7, dim: 128, hiddenDim: 256, nHeads: 8, nKvHeads: 2, ropeTheta: 500000, tiedEmbeddings: false }, type: GgmlType.F32, layers: [[0, 2], [3, 6]] },
+  { name: 'multi-head (no GQA), tied, Q8_0', config: { nKvHeads: 4 }, type: GgmlType.Q8_0 },
+  { name: 'head size 32, GQA 3:1, F16', config: { dim: 192, hiddenDim: 384, nHeads: 6, nKvHeads: 2, headDim: 32, tiedEmbeddings: false }, type: GgmlType.F16 },
+  { name: 'Q4_0 weights, untied head', config: { dim: 96, hiddenDim: 256, nHeads: 6, nKvHeads: 3, tiedEmbeddings: false }, type: GgmlType.Q4_0 },
+  { name: 'Q4_K weights, Q6_K head, multi-query', config: { dim: 256, hiddenDim: 512, nHeads: 4, nKvHeads: 1, headDim: 64, tiedEmbeddings: false }, type: GgmlType.Q4_K, outputType: GgmlType.Q6_K },
+  { name: 'Qwen2: q/k/v biases, neox rope, theta 1e6', config: { architecture: 'qwen2', ropeStyle: 'neox', qkvBias: true, ropeTheta: 1e6, tiedEmbeddings: false }, type: GgmlType.F32 }
+]
+
+const PROMPT = [1, 400, 290, 17, 300, 261, 377, 45]
+const GENERATE = 24
+
+let llama: Llama
+let dir: string
+let vocab: Vocabulary
+
+beforeAll(async () => {
+  llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as any })
+  dir = await mkdtemp(join(tmpdir(), 'clawnet-llamacpp-'))
+  const tok = await openFileSource('../shared/models/stories260K/tok512.bin')
+  vocab = await readLlama2cTokenizer(tok, 512)
+  await tok.close?.()
+}, 60_000)
+
+afterAll(async () => {
+  await llama?.dispose()
+  await rm(dir, { recursive: true, force: true })
+})
+
+async function llamaCppGreedy (path: string): Promise<number[]> {
+  const model = await llama.loadModel({ modelPath: path })
+  const context = await model.createContext({ contextSize: 256, threads: 1, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } as any)
+  const out: number[] = []
+  for await (const token of context.getSequence().evaluate(PROMPT as any, { temperature: 0 })) {
+    out.push(token as number)
+    if (out.length >= GENERATE || token === 2) break
+  }
+  await context.dispose()
+  await model.dispose()
+  return out
+}
+
+describe('engine vs llama.cpp on random-weight GGUF models', () => {
+  cases.forEach((tc, i) => {
+    it(tc.name, async () => {
+      const config = { ...base, ...tc.config }
+      const path = join(dir, `case${i}.gguf`)
+      await writeFile(path, await randomLlamaGguf(config, vocab, { seed: 11 + i, type: tc.type, outputType: tc.outputType }))
+      const expected = await llamaCppGreedy(path)
+      const { model } = await openModel(path)
+      const pipeline = await LocalPipeline.load(model, await loadRuntime(), tc.layers)
+      const { tokens } = await pipeline.generate(PROMPT, { maxTokens: GENERATE, stopTokens: new Set([2]) })
+      await pipeline.release()
+      await model.source.close?.()
+      expect(new Set(expected).size, 'a degenerate model repeating one token would prove little').toBeGreaterThan(3)
+      expect(tokens).toEqual(expected)
+    }, 60_000)
+  })
+})
