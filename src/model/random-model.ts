@@ -42,7 +42,7 @@ export function randomTensor (c: LlamaConfig, name: string, dims: number[], seed
   // block outputs (o, down) get a larger gain to outweigh the embedding in the residual stream.
   const isHead = name === tensorNames.output || (c.tiedEmbeddings && name === tensorNames.embedding)
   const isOutputProjection = /attn_output|ffn_down/.test(name)
-  const gain = isHead ? 6 : isOutputProjection && c.tiedEmbeddings ? 12 : 1
+  const gain = isHead ? 6 : isOutputProjection && c.tiedEmbeddings ? 8 : 1
   const std = name === tensorNames.embedding && !isHead ? 1 : gain / Math.sqrt(dims[0])
   for (let i = 0; i < n; i++) out[i] = std * normal()
   return out

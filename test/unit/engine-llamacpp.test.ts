@@ -1,5 +1,9 @@
 // Generality: random-weight Llama-family models of several shapes and weight types, written by
 // our GGUF writer, must give llama.cpp's greedy tokens (node-llama-cpp, CPU, F32 KV cache).
+// Float weights must match exactly. With quantized weights llama.cpp also rounds the activations
+// to 8 bits inside each dot product (~1/127 relative error), which an f32 engine cannot
+// reproduce: there the engine follows llama.cpp's tokens (teacher forcing) and each step must
+// pick the same token unless its own top-2 margin is within 1% of the top logit, at most twice.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -71,11 +75,28 @@ describe('engine vs llama.cpp on random-weight GGUF models', () => {
       const expected = await llamaCppGreedy(path)
       const { model } = await openModel(path)
       const pipeline = await LocalPipeline.load(model, await loadRuntime(), tc.layers)
-      const { tokens } = await pipeline.generate(PROMPT, { maxTokens: GENERATE, stopTokens: new Set([2]) })
+      expect(new Set(expected).size, 'a degenerate model repeating one token would prove little').toBeGreaterThan(3)
+      const quantized = tc.type !== GgmlType.F32 && tc.type !== GgmlType.F16
+      if (!quantized) {
+        const { tokens } = await pipeline.generate(PROMPT, { maxTokens: GENERATE, stopTokens: new Set([2]) })
+        expect(tokens).toEqual(expected)
+      } else {
+        let logits = await pipeline.step(PROMPT)
+        const nearTies: string[] = []
+        for (const [step, want] of expected.entries()) {
+          const [first, second] = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a])
+          if (first !== want) {
+            const margin = logits[first] - logits[second]
+            expect(second, `step ${step}: llama.cpp chose ${want}, the engine ${first} (and ${second} second)`).toBe(want)
+            expect(margin, `step ${step}: llama.cpp chose ${want} over the engine's ${first} by a margin of ${margin}`).toBeLessThan(0.01 * Math.abs(logits[first]))
+            nearTies.push(`step ${step}: ${first} vs ${want}, margin ${margin.toFixed(4)}`)
+          }
+          logits = await pipeline.step([want])
+        }
+        expect(nearTies.length, nearTies.join('; ')).toBeLessThanOrEqual(2)
+      }
       await pipeline.release()
       await model.source.close?.()
-      expect(new Set(expected).size, 'a degenerate model repeating one token would prove little').toBeGreaterThan(3)
-      expect(tokens).toEqual(expected)
     }, 60_000)
   })
 })
