@@ -43,7 +43,12 @@ export default defineConfig({
       }
     })
   ],
-  build: { target: 'es2022' },
+  build: {
+    target: 'es2022',
+    // The agent (libp2p, noise, gossipsub, WebRTC) is one ~650 kB chunk the page needs before it
+    // can show anything useful; splitting it would add round trips, not save bytes.
+    chunkSizeWarningLimit: 1024
+  },
   optimizeDeps: { exclude: ['onnxruntime-web'] },
   worker: { format: 'es' }
 })
