@@ -72,3 +72,22 @@ describe('parseBlock', () => {
     for (const x of [null, 1, 'block', []]) expect(() => parseBlock(x)).toThrow(/malformed/)
   })
 })
+
+describe('test vector of docs/protocol-ledger.md', () => {
+  it('reproduces the documented bytes, hash and signature of the example genesis', async () => {
+    const { generateKeyPairFromSeed } = await import('@libp2p/crypto/keys')
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    const { bytesToHex } = await import('@noble/hashes/utils.js')
+    const key = await generateKeyPairFromSeed('Ed25519', new Uint8Array(32).fill(1))
+    const account = peerIdFromPrivateKey(key).toString()
+    expect(account).toBe('12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5')
+    const g = await signBlock({ v: 1, account, seq: 0, prev: ZERO_HASH, type: 'genesis', amount: 10_000_000, fee: 0, counterparty: '', ref: ZERO_HASH, ts: 1761755712000, memo: 'owner://andiroene' }, key)
+    expect(bytesToHex(encodeBlock(g))).toBe(
+      '010034313244334b6f6f574b3939566f56784e4537587a79427758457a573778684b37477076383572394633563366794b53554b504835' +
+      '0000000000000000' + '00'.repeat(32) + '07' + '67656e65736973' + '0000000000989680' + '0000000000000000' + '0000' + '00'.repeat(32) +
+      '0000019a30d2ca00' + '0011' + '6f776e65723a2f2f616e6469726f656e65'
+    )
+    expect(hashBlock(g)).toBe('08094c254b42dc12701246be6fbd4a00cd0767dbf5cdf288d2e13944c6a6f3a7')
+    expect(g.sig).toBe('3c0e8b223272191fb1583909967f46fdd373d97f489ec51024677741fa60e0e950dd026c39645ee3c64015c36c338ca6bc8f134bc31de852c8448b02d669740b')
+  })
+})
