@@ -18,7 +18,7 @@ export async function openFileSource (path: string): Promise<ByteSource> {
     name: basename(path),
     size,
     async read (offset, length) {
-      checkRange(this.name, size, offset, length)
+      checkRange(path, size, offset, length)
       const out = new Uint8Array(length)
       let done = 0
       while (done < length) {

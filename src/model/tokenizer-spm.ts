@@ -36,6 +36,7 @@ export class SentencePieceTokenizer implements Tokenizer {
     const parts = opts.parseSpecial === true ? splitSpecial(text, this.vocab) : [text]
     parts.forEach((part, i) => {
       if (typeof part === 'number') { out.push(part); return }
+      if (part === '') return
       const prefix = i === 0 && (this.vocab.addSpacePrefix ?? true) ? SPACE : ''
       out.push(...this.encodeText(prefix + part.replaceAll(' ', SPACE)))
     })
