@@ -44,10 +44,9 @@ export function startBrowserAgent (onRole: (role: TabRole) => void): void {
     }).catch((err: any) => {
       // Our lock was stolen by another tab: that tab is the agent now, with the same key.
       if (err?.name === 'AbortError') {
-        const stopping = running?.stop()
+        const agent = running
         running = undefined
-        void stopping?.finally(() => { onRole({ kind: 'elsewhere', takeOver: () => { hold(true) } }) })
-        if (stopping == null) onRole({ kind: 'elsewhere', takeOver: () => { hold(true) } })
+        void (agent?.stop() ?? Promise.resolve()).finally(() => { onRole({ kind: 'elsewhere', takeOver: () => { hold(true) } }) })
       }
       else onRole({ kind: 'failed', error: String(err?.message ?? err) })
     })
@@ -65,6 +64,8 @@ async function run (onRole: (role: TabRole) => void, held: Promise<void>): Promi
   try {
     const agent = await startAgent({ relayAddrs: await resolveRelay(cfg.relay), iceServers: cfg.iceServers, announceIntervalMs: cfg.announceMs })
     running = agent
+    // For the owner's devtools (and the e2e tests): the live agent, its libp2p node included.
+    ;(globalThis as any).clawnet = agent
     addEventListener('pagehide', () => { void agent.leave() })
     onRole({ kind: 'running', agent })
   } catch (err: any) {

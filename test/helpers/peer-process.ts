@@ -1,0 +1,75 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createServer, type AddressInfo } from 'node:net'
+import { ROOT } from './relay.ts'
+
+export async function freePort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const { port } = s.address() as AddressInfo
+  await new Promise<void>(resolve => s.close(() => resolve()))
+  return port
+}
+
+export interface PeerProcess {
+  api: string
+  dataDir: string
+  child: ChildProcess
+  output: () => string
+  get: <T = any>(path: string) => Promise<T>
+  post: <T = any>(path: string, body: unknown) => Promise<{ status: number, body: T }>
+  stop: () => Promise<void>
+}
+
+/** `clawnet peer` as a real child process, exactly as a user or an agent computer runs it. */
+export async function startPeerProcess (relay: string, name: string, extra: string[] = []): Promise<PeerProcess> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'clawnet-peer-'))
+  const port = await freePort()
+  let out = ''
+  const child = spawn(process.execPath, [join(ROOT, 'bin/clawnet.js'), 'peer', '--relay', relay, '--name', name, '--data', dataDir, '--api', `127.0.0.1:${port}`, '--no-stun', ...extra], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout!.on('data', d => { out += String(d) })
+  child.stderr!.on('data', d => { out += String(d) })
+  const api = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 30_000
+  while (!out.includes('API:')) {
+    if (child.exitCode != null) throw new Error(`peer exited ${child.exitCode}: ${out}`)
+    if (Date.now() > deadline) throw new Error(`peer did not start: ${out}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  return {
+    api,
+    dataDir,
+    child,
+    output: () => out,
+    get: async path => await (await fetch(api + path)).json(),
+    post: async (path, body) => {
+      const res = await fetch(api + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      return { status: res.status, body: await res.json() }
+    },
+    async stop () {
+      if (child.exitCode == null) {
+        child.kill('SIGTERM')
+        await new Promise(resolve => { child.once('exit', resolve); setTimeout(resolve, 5000) })
+        if (child.exitCode == null) child.kill('SIGKILL')
+      }
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  }
+}
+
+export async function waitFor<T> (what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn()
+      if (v !== undefined && v !== false) return v as T
+    } catch (err) {
+      last = err
+    }
+    await new Promise(resolve => setTimeout(resolve, everyMs))
+  }
+  throw new Error(`timed out waiting for ${what}${last != null ? `: ${String(last)}` : ''}`)
+}
