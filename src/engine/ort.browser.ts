@@ -1,0 +1,38 @@
+// Browser runtime: onnxruntime-web's WebGPU EP where the browser has WebGPU, its WASM EP otherwise.
+// Imported dynamically: a static import crashed a production build with COOP/COEP and threads on.
+import type { Runtime, RuntimeOptions } from './runtime.ts'
+
+export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> {
+  const ort = await import('onnxruntime-web/webgpu')
+  const gpu = (globalThis.navigator as Navigator & { gpu?: any }).gpu
+  let backend = opts.backend ?? (gpu != null ? 'webgpu' : 'wasm')
+  let maxBufferBytes: number | undefined
+  if (backend === 'webgpu') {
+    const adapter = await gpu?.requestAdapter()
+    if (adapter == null) {
+      if (opts.backend === 'webgpu') throw new Error('WebGPU was asked for but this browser offers no adapter')
+      backend = 'wasm'
+    } else {
+      // ORT requests a device with the adapter's own storage-buffer limits (the defaults cap a
+      // binding at 128 MiB); loaders check tensors against the smaller of the two.
+      ort.env.webgpu.adapter = adapter
+      maxBufferBytes = Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize)
+    }
+  }
+  if (backend === 'wasm' || backend === 'cpu') {
+    backend = 'wasm'
+    // Threads need a cross-origin isolated page (COOP/COEP); without it ORT must not try.
+    ort.env.wasm.numThreads = globalThis.crossOriginIsolated === true ? Math.min(4, navigator.hardwareConcurrency ?? 1) : 1
+  }
+  const ep = backend
+  return {
+    ort: ort as unknown as Runtime['ort'],
+    backend,
+    maxBufferBytes,
+    async createSession (model: Uint8Array, outputsOnDevice: string[] = []) {
+      // On WebGPU the KV cache outputs stay in GPU buffers and are fed back as the next inputs.
+      const preferredOutputLocation = ep === 'webgpu' ? Object.fromEntries(outputsOnDevice.map(n => [n, 'gpu-buffer' as const])) : undefined
+      return await ort.InferenceSession.create(model, { executionProviders: [ep], graphOptimizationLevel: 'all', preferredOutputLocation }) as unknown as Awaited<ReturnType<Runtime['createSession']>>
+    }
+  }
+}
