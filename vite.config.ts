@@ -14,7 +14,8 @@ export default defineConfig({
     VitePWA({
       registerType: 'autoUpdate',
       injectRegister: 'auto',
-      includeAssets: ['favicon.svg'],
+      // public/ is already matched by globPatterns; listing icons again would precache them twice.
+      includeManifestIcons: false,
       manifest: {
         name: 'ClawNet',
         short_name: 'ClawNet',
