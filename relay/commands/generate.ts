@@ -1,13 +1,14 @@
 // `clawnet generate`: runs a model in this process on the CPU (onnxruntime-node) and prints what it
 // generates; --layers splits the blocks into separately loaded ranges to prove range equivalence.
 import { parseArgs } from 'node:util'
+import { totalmem } from 'node:os'
 import { openModel } from '../../src/model/open-model.ts'
 import { loadRuntime } from '../../src/engine/ort.ts'
 import { LocalPipeline, parseLayerRanges } from '../../src/engine/pipeline.ts'
 
 const USAGE = `usage: clawnet generate --model <file or URL> --prompt TEXT [--max-tokens N] [--temperature T]
        [--top-k K] [--top-p P] [--repeat-penalty R] [--seed S] [--layers A-B,...] [--tokenizer FILE]
-       [--threads N] [--json]`
+       [--threads N] [--memory-budget MiB] [--json]`
 
 export async function run (argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -24,6 +25,7 @@ export async function run (argv: string[]): Promise<number> {
       layers: { type: 'string' },
       tokenizer: { type: 'string' },
       threads: { type: 'string' },
+      'memory-budget': { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     }
@@ -43,7 +45,8 @@ export async function run (argv: string[]): Promise<number> {
   const ranges = parseLayerRanges(values.layers, model.config.nLayers)
   const runtime = await loadRuntime({ threads: num('threads', values.threads) })
   const tLoad = performance.now()
-  const pipeline = await LocalPipeline.load(model, runtime, ranges)
+  const budgetMiB = num('memory-budget', values['memory-budget'])
+  const pipeline = await LocalPipeline.load(model, runtime, ranges, { memoryBudget: budgetMiB != null ? budgetMiB * 2 ** 20 : totalmem() })
   const loadMs = performance.now() - tLoad
   const promptTokens = tokenizer.encode(values.prompt)
   const decoder = tokenizer.decoder()

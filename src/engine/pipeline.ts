@@ -3,6 +3,7 @@
 // several ranges this proves that split execution gives the same tokens as one range.
 import type { ModelFile } from '../model/model-file.ts'
 import type { Runtime } from './runtime.ts'
+import { checkMemoryBudget, estimateMemory } from './memory.ts'
 import { Sampler, type SamplerOptions } from './sampler.ts'
 import { BlockRange, Embedding, Head } from './stages.ts'
 
@@ -41,7 +42,8 @@ export function parseLayerRanges (spec: string | undefined, nLayers: number): Ar
 export class LocalPipeline {
   private constructor (readonly embedding: Embedding, readonly ranges: BlockRange[], readonly head: Head) {}
 
-  static async load (model: ModelFile, runtime: Runtime, ranges: Array<[number, number]> = [[0, model.config.nLayers - 1]]): Promise<LocalPipeline> {
+  static async load (model: ModelFile, runtime: Runtime, ranges: Array<[number, number]> = [[0, model.config.nLayers - 1]], opts: { memoryBudget?: number } = {}): Promise<LocalPipeline> {
+    if (opts.memoryBudget != null) checkMemoryBudget(estimateMemory(model, ranges), opts.memoryBudget, model.source.name)
     const loaded: BlockRange[] = []
     for (const [a, b] of ranges) loaded.push(await BlockRange.load(model, a, b, runtime))
     return new LocalPipeline(await Embedding.load(model), loaded, await Head.load(model, runtime))

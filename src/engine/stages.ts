@@ -10,6 +10,13 @@ import { causalMask, ropeTables } from './rope.ts'
 import type { Runtime } from './runtime.ts'
 import { readBlockWeights, readMatrix } from './weights.ts'
 
+/** A WebGPU device refuses buffers over its limits; say which tensor, before trying. */
+function checkBufferLimit (runtime: Runtime, name: string, data: Float32Array | undefined): void {
+  if (data != null && runtime.maxBufferBytes != null && data.byteLength > runtime.maxBufferBytes) {
+    throw new Error(`tensor ${name}: ${data.byteLength} bytes as float32 exceeds this device's largest buffer (${runtime.maxBufferBytes} bytes)`)
+  }
+}
+
 export class Embedding {
   private constructor (readonly config: LlamaConfig, private readonly rows: RowReader) {}
 
@@ -49,7 +56,11 @@ export class BlockRange {
       throw new Error(`layer range ${first}-${last} is outside the model's blocks 0-${c.nLayers - 1}`)
     }
     const blocks = []
-    for (let i = first; i <= last; i++) blocks.push(await readBlockWeights(model, i))
+    for (let i = first; i <= last; i++) {
+      const weights = await readBlockWeights(model, i)
+      for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data)
+      blocks.push(weights)
+    }
     const graph = buildBlocksGraph(c, first, blocks)
     blocks.length = 0
     const names = []
@@ -113,6 +124,7 @@ export class Head {
   static async load (model: ModelFile, runtime: Runtime): Promise<Head> {
     const c = model.config
     const output = await readMatrix(model, c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output)
+    checkBufferLimit(runtime, c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output, output)
     const graph = buildHeadGraph(c, await readTensor(model, tensorNames.outputNorm), output)
     return new Head(c, runtime, await runtime.createSession(graph))
   }

@@ -3,10 +3,12 @@
 import { open, readdir, stat } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { openHttpSource, type ByteSource } from './source-http.ts'
+import { openBlobSource } from './source-blob.ts'
 
 export type { ByteSource } from './source-http.ts'
 
-export async function openSource (location: string, onProgress?: (loaded: number) => void): Promise<ByteSource> {
+export async function openSource (location: string | Blob, onProgress?: (loaded: number) => void): Promise<ByteSource> {
+  if (typeof location !== 'string') return openBlobSource(location, onProgress)
   if (/^https?:\/\//.test(location)) return await openHttpSource(location, onProgress)
   return await openFileSource(location)
 }

@@ -56,4 +56,9 @@ describe('stories260K reference', () => {
     const run = promisify(execFile)('node', ['bin/clawnet.js', 'generate', '--model', `${dir}/stories260K.gguf`, '--prompt', 'x', '--layers', '0-2,3-7'])
     await expect(run).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('outside the model') })
   })
+
+  it('clawnet generate refuses a model over the memory budget before loading it', async () => {
+    const run = promisify(execFile)('node', ['bin/clawnet.js', 'generate', '--model', `${dir}/stories260K.gguf`, '--prompt', 'x', '--memory-budget', '1'])
+    await expect(run).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/needs about \d+ MiB to load .* over the memory budget of 1 MiB/) })
+  })
 })
