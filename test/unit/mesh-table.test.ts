@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest'
+import { multiaddr } from '@multiformats/multiaddr'
+import { PeerTable } from '../../src/mesh/peer-table.ts'
+import { transportOf, bestTransport } from '../../src/mesh/connections.ts'
+import { candidateAddrs, shouldDial } from '../../src/mesh/dialer.ts'
+import { RateLimiter } from '../../src/mesh/rate-limit.ts'
+import type { Envelope } from '../../src/protocol/envelope.ts'
+import type { AnnounceBody } from '../../src/protocol/messages.ts'
+
+const RELAY = '/ip4/127.0.0.1/tcp/8787/ws/p2p/12D3KooWEKtK7pDquL8sckfmieB4EM8GjFCd3jqpAoL31HiuQDcV'
+const A = '12D3KooWD9Exo3ZsnoLKjJQSDY6Zy1YVx63Dde66KSPXJhnFdimD'
+const B = '12D3KooWALxJe7ivKtzwrrnHxEQnoV68XyRCZ7VCeho3U5tX17Um'
+
+function announce (from: string, ts: number, name = 'x', ttl = 30): Envelope<AnnounceBody> {
+  return { v: 'clawnet/1.0', type: 'agent.announce', from, ts, id: `id-${ts}-${name}`, sig: '', body: { name, caps: { platform: 'node', webgpu: { available: false } }, wants: [], offers: [], hosts: [], links: [], ttl } }
+}
+
+describe('peer table', () => {
+  it('adds, updates only with newer announces, and expires by TTL', () => {
+    const t = new PeerTable(A)
+    expect(t.applyAnnounce(announce(B, 1000, 'first'), 1000)).toBe(true)
+    expect(t.applyAnnounce(announce(B, 900, 'older'), 1100)).toBe(false)
+    expect(t.get(B)?.name).toBe('first')
+    expect(t.applyAnnounce(announce(B, 2000, 'second', 10), 2000)).toBe(true)
+    expect(t.expire(11_999)).toEqual([])
+    expect(t.expire(12_000)).toEqual([B])
+    expect(t.has(B)).toBe(false)
+  })
+
+  it('ignores its own announces', () => {
+    const t = new PeerTable(A)
+    expect(t.applyAnnounce(announce(A, 1000), 1000)).toBe(false)
+    expect(t.list()).toEqual([])
+  })
+})
+
+describe('transports', () => {
+  const conn = (a: string, status = 'open') => ({ remoteAddr: multiaddr(a), status }) as any
+  it('tells WebRTC from relayed from WebSocket by the remote address', () => {
+    expect(transportOf(conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`))).toBe('webrtc')
+    expect(transportOf(conn(`${RELAY}/p2p-circuit/p2p/${B}`))).toBe('relayed')
+    expect(transportOf(conn(RELAY))).toBe('websocket')
+  })
+  it('prefers WebRTC over a relayed circuit to the same peer, and ignores closed links', () => {
+    expect(bestTransport([conn(`${RELAY}/p2p-circuit/p2p/${B}`), conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`)])).toBe('webrtc')
+    expect(bestTransport([conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`, 'closed')])).toBe('none')
+  })
+  it('dials WebRTC first and always with the target id appended', () => {
+    const addrs = candidateAddrs(B, [`${RELAY}/p2p-circuit/webrtc`], [multiaddr(RELAY)]).map(String)
+    expect(addrs[0]).toBe(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`)
+    expect(addrs).toContain(`${RELAY}/p2p-circuit/p2p/${B}`)
+    expect(addrs.every(a => a.endsWith(`/p2p/${B}`))).toBe(true)
+    expect(new Set(addrs).size).toBe(addrs.length)
+  })
+  it('lets exactly one side of a pair dial', () => {
+    expect(shouldDial(A, B)).not.toBe(shouldDial(B, A))
+  })
+})
+
+describe('rate limiter', () => {
+  it('allows a burst, then the steady rate', () => {
+    const r = new RateLimiter(3, 1)
+    expect([r.take('k', 0), r.take('k', 0), r.take('k', 0), r.take('k', 0)]).toEqual([true, true, true, false])
+    expect(r.take('k', 999)).toBe(false)
+    expect(r.take('k', 1000)).toBe(true)
+    expect(r.take('other', 1000)).toBe(true)
+  })
+})
