@@ -82,6 +82,8 @@ describe('sync', () => {
     await x.ledger.transfer(agents[1].id, CREDIT)
     await pull(x, y)
     expect(y.ledger.account()!.balance).toBe(REG + CREDIT)
+    // A block after the receive must wait with it rather than count as a gap.
+    await y.ledger.transfer(agents[2].id, 1)
     const out = await z.handle({ type: 'ledger.blocks', blocks: y.ledger.blocks(agents[1].id) })
     expect(out.requests).toContainEqual({ type: 'ledger.request', account: agents[0].id, from: 0, to: MAX_RANGE - 1 })
     expect(z.ledger.account(agents[1].id)!.seq).toBe(0)
