@@ -3,7 +3,7 @@
 // All mutations run one at a time: two concurrent appends to one chain would fork it.
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
-import { BLOCK_VERSION, hashBlock, LedgerError, signBlock, verifyBlockSignature, ZERO_HASH, type Block, type RejectReason, type UnsignedBlock } from './block.ts'
+import { BLOCK_VERSION, hashBlock, LedgerError, parseBlock, signBlock, verifyBlockSignature, ZERO_HASH, type Block, type RejectReason, type UnsignedBlock } from './block.ts'
 import { Chain, MissingDependency, type AccountState, type BalancePoint, type VerifyContext } from './chain.ts'
 import { DEFAULT_POLICY, requiredFee, type Policy } from './policy.ts'
 import { grantAmount, type GrantKind } from './grants.ts'
@@ -169,6 +169,19 @@ export class Ledger {
     return this.extend({ type: 'grant', memo: kind, amount: grantAmount(kind, this.policy.grants), ...evidence })
   }
 
+  /** Claims whichever failsafe grants the own chain is eligible for now (reactivation, daily allowance). */
+  async claimFailsafes(): Promise<Block[]> {
+    const out: Block[] = []
+    for (const kind of ['reactivation', 'daily'] as const) {
+      try {
+        out.push(await this.claimGrant(kind))
+      } catch (err) {
+        if ((err as LedgerError).reason !== 'bad-grant') throw err
+      }
+    }
+    return out
+  }
+
   /** Declares a broadcast, data or priority fee of `units` times its rate (no-op while fees are off). */
   async payFee(kind: 'broadcast' | 'data' | 'priority', units = 1): Promise<Block | undefined> {
     if (!this.policy.fees.enabled || units <= 0) return undefined
@@ -241,7 +254,13 @@ export class Ledger {
   // ---- blocks and proofs from the network ----
 
   /** Verifies a block from another agent and, when valid, adds it; never throws for bad input. */
-  ingest(b: Block): Promise<IngestOutcome> {
+  ingest(input: unknown): Promise<IngestOutcome> {
+    let b: Block
+    try {
+      b = parseBlock(input)
+    } catch (err) {
+      return Promise.resolve(this.reject('malformed', (err as Error).message))
+    }
     return this.serial(() => this.ingestNow(b))
   }
 

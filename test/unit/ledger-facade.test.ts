@@ -137,4 +137,24 @@ describe('Ledger', () => {
     const forgedTwin = { ...twin, amount: 1 }
     expect(await B.ingest(forgedTwin)).toMatchObject({ status: 'rejected', reason: 'bad-signature' })
   })
+
+  it('claims failsafes only when eligible', async () => {
+    let now = T0
+    const A = await Ledger.open(new MemoryStore(), a.key, { clock: () => now })
+    expect(await A.claimFailsafes()).toEqual([])
+    await A.transfer(b.id, REG - CREDIT / 2)
+    expect((await A.claimFailsafes()).map(x => x.memo)).toEqual(['daily'])
+    now += 30 * 24 * 3600 * 1000
+    expect((await A.claimFailsafes()).map(x => x.memo)).toEqual(['reactivation'])
+    expect(A.account()!.balance).toBe(CREDIT / 2 + DEFAULT_POLICY.grants.daily.amount + DEFAULT_POLICY.grants.reactivation.amount)
+  })
+
+  it('rejects malformed input to ingest without throwing', async () => {
+    const { A } = await pair()
+    const seen: string[] = []
+    A.on('rejected', e => seen.push(e.reason))
+    expect(await A.ingest({ account: 'x' })).toMatchObject({ status: 'rejected', reason: 'malformed' })
+    expect(await A.ingest(null)).toMatchObject({ status: 'rejected', reason: 'malformed' })
+    expect(seen).toEqual(['malformed', 'malformed'])
+  })
 })
