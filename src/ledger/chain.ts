@@ -3,7 +3,7 @@
 // from the network cannot corrupt what an agent already knows.
 import { hashBlock, verifyBlockSignature, LedgerError, ZERO_HASH, type Block } from './block.ts'
 import { declaredFeeRate, requiredFee, type Policy } from './policy.ts'
-import { checkGrant, GrantMemory } from './grants.ts'
+import { checkGrant, GrantMemory, leadingZeroBits } from './grants.ts'
 
 /** The draft's account model, always recomputed from blocks. */
 export interface AccountState {
@@ -130,7 +130,8 @@ export class Chain {
 
     switch (b.type) {
       case 'genesis':
-        if (!none || b.amount !== policy.grants.registration) throw new LedgerError('bad-grant', 'genesis grants exactly the registration grant')
+        if (b.counterparty !== '' || b.amount !== policy.grants.registration) throw new LedgerError('bad-grant', 'genesis grants exactly the registration grant')
+        if (leadingZeroBits(hash) < policy.grants.registrationWorkBits) throw new LedgerError('bad-grant', 'genesis lacks its registration work')
         d.earned = d.grant = b.amount
         break
       case 'send': {

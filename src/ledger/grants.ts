@@ -1,7 +1,7 @@
 // Credits that nobody pays: the registration grant (in genesis) and the draft's failsafes.
 // Each is a 'grant' block whose memo names the rule; its eligibility follows from chains
 // (and, for monitoring, a double-spend proof) alone, so every agent reaches the same verdict.
-import { LedgerError, ZERO_HASH, type Block } from './block.ts'
+import { hashBlock, LedgerError, ZERO_HASH, type Block, type UnsignedBlock } from './block.ts'
 import { utcDay } from './policy.ts'
 import { MissingDependency, type Chain, type VerifyContext } from './chain.ts'
 
@@ -82,4 +82,22 @@ function checkMentor(b: Block, ctx: VerifyContext, mem: GrantMemory): void {
   if (success.type !== 'receive' || success.counterparty === mentor) refuse('success must be earnings from a third party')
   const helped = menteeChain.blocks.slice(0, at).some(x => x.type === 'receive' && x.counterparty === mentor && x.amount >= ctx.policy.grants.mentor.minHelp)
   if (!helped) refuse('mentor did not help this mentee before its success')
+}
+
+export function leadingZeroBits(hex: string): number {
+  let bits = 0
+  for (const ch of hex) {
+    const nibble = parseInt(ch, 16)
+    if (nibble !== 0) return bits + Math.clz32(nibble) - 28
+    bits += 4
+  }
+  return bits
+}
+
+/** Finds a genesis ref (nonce) that gives the block's hash `bits` leading zero bits. */
+export function mineGenesis(b: UnsignedBlock, bits: number): UnsignedBlock {
+  for (let n = 0; ; n++) {
+    const candidate = { ...b, ref: n.toString(16).padStart(64, '0') }
+    if (bits === 0 || leadingZeroBits(hashBlock(candidate)) >= bits) return candidate
+  }
 }

@@ -6,7 +6,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { BLOCK_VERSION, hashBlock, LedgerError, parseBlock, signBlock, verifyBlockSignature, ZERO_HASH, type Block, type RejectReason, type UnsignedBlock } from './block.ts'
 import { Chain, MissingDependency, type AccountState, type BalancePoint, type VerifyContext } from './chain.ts'
 import { DEFAULT_POLICY, requiredFee, type Policy } from './policy.ts'
-import { grantAmount, type GrantKind } from './grants.ts'
+import { grantAmount, mineGenesis, type GrantKind } from './grants.ts'
 import { makeProof, proofId, verifyProof, type DoubleSpendProof } from './doublespend.ts'
 import { parseWorkMemo, receiptUnits, verifyReceipt, workMemo, type WorkReceipt } from './receipts.ts'
 import type { LedgerStore } from './store-types.ts'
@@ -354,7 +354,8 @@ export class Ledger {
         v: BLOCK_VERSION, account: this.id, seq: s.seq + 1, prev: s.head, amount: 0, counterparty: '', ref: ZERO_HASH, memo: '',
         ts: Math.max(this.clock(), s.lastTs), ...fields, fee: 0
       }
-      const unsigned = { ...base, fee: (fields.fee ?? 0) + requiredFee(this.policy, base, s.seq < 0 ? undefined : s.lastTs) }
+      const priced = { ...base, fee: (fields.fee ?? 0) + requiredFee(this.policy, base, s.seq < 0 ? undefined : s.lastTs) }
+      const unsigned = base.type === 'genesis' ? mineGenesis(priced, this.policy.grants.registrationWorkBits) : priced
       const b = await signBlock(unsigned, this.key)
       const hash = await this.own.append(b, this.ctx(), true)
       await this.committed(b, hash, true)

@@ -34,6 +34,11 @@ export interface Policy {
   feeSink: 'burn'
   grants: {
     registration: number
+    /**
+     * Leading zero bits the genesis hash must have (its ref is the nonce): free registration
+     * grants invite identity farming, so a public mesh should make each identity cost work.
+     */
+    registrationWorkBits: number
     /** Low-budget allowance: once per UTC day while spendable < below. */
     daily: { amount: number; below: number }
     /** Once per inactiveMs, to an account that made no block for inactiveMs. */
@@ -73,6 +78,7 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
   feeSink: 'burn',
   grants: {
     registration: 10 * CREDIT,
+    registrationWorkBits: 0,
     daily: { amount: CREDIT, below: CREDIT },
     reactivation: { amount: 5 * CREDIT, inactiveMs: 30 * DAY },
     mentor: { bonus: 2 * CREDIT, minHelp: CREDIT },

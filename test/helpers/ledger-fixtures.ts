@@ -5,6 +5,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { BLOCK_VERSION, signBlock, ZERO_HASH, type Block, type UnsignedBlock } from '../../src/ledger/block.ts'
 import { Chain, type VerifyContext } from '../../src/ledger/chain.ts'
 import { DEFAULT_POLICY, type Policy } from '../../src/ledger/policy.ts'
+import { mineGenesis } from '../../src/ledger/grants.ts'
 
 export const T0 = Date.UTC(2025, 9, 29, 16, 35, 12)
 export const DAY = 24 * 3600 * 1000
@@ -65,6 +66,10 @@ export class World {
 
   async genesis(a: TestAgent, owner = 'owner://test', ts = T0): Promise<Block> {
     const fee = this.policy.fees.enabled ? this.policy.fees.registration : 0
-    return this.add(a, { type: 'genesis', amount: this.policy.grants.registration, fee, memo: owner, ts })
+    const s = this.chain(a.id).state
+    const unsigned = mineGenesis({ v: BLOCK_VERSION, account: a.id, seq: 0, prev: s.head, type: 'genesis', amount: this.policy.grants.registration, fee, counterparty: '', ref: ZERO_HASH, ts, memo: owner }, this.policy.grants.registrationWorkBits)
+    const b = await signBlock(unsigned, a.key)
+    await this.chain(a.id).append(b, this.ctx)
+    return b
   }
 }

@@ -1,6 +1,7 @@
 import { describe, it, expect, beforeEach } from 'vitest'
 import { CREDIT, hashBlock, signBlock, ZERO_HASH, type Block } from '../../src/ledger/block.ts'
 import { DEFAULT_POLICY, withFees } from '../../src/ledger/policy.ts'
+import { leadingZeroBits } from '../../src/ledger/grants.ts'
 import { newAgent, World, T0, DAY, type TestAgent } from '../helpers/ledger-fixtures.ts'
 
 const REG = DEFAULT_POLICY.grants.registration
@@ -27,6 +28,16 @@ describe('genesis', () => {
 
   it('must grant exactly the registration grant', async () => {
     await rejects(w.add(carol, { type: 'genesis', amount: REG + 1 }), 'bad-grant')
+  })
+
+  it('costs the registration work the policy asks for', async () => {
+    w.policy = { ...DEFAULT_POLICY, grants: { ...DEFAULT_POLICY.grants, registrationWorkBits: 10 } }
+    expect([leadingZeroBits('f' + '0'.repeat(63)), leadingZeroBits('0f'), leadingZeroBits('001f'), leadingZeroBits('00')]).toEqual([0, 4, 11, 8])
+    let lazy = await w.next(carol, { type: 'genesis', amount: REG })
+    for (let n = 1; leadingZeroBits(hashBlock(lazy)) >= 10; n++) lazy = await w.next(carol, { type: 'genesis', amount: REG, ref: n.toString(16).padStart(64, '0') })
+    await rejects(w.chain(carol.id).append(lazy, w.ctx), 'bad-grant')
+    const mined = await w.genesis(carol)
+    expect(leadingZeroBits(hashBlock(mined))).toBeGreaterThanOrEqual(10)
   })
 
   it('is exactly seq 0', async () => {
