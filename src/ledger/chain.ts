@@ -125,7 +125,6 @@ export class Chain {
     if (b.ts > ctx.now + policy.maxClockSkewMs) throw new LedgerError('bad-ts', 'ts in the future')
     const fee = requiredFee(policy, b, prevTs)
     if (b.type !== 'fee' && b.fee !== fee) throw new LedgerError('bad-fee', `fee ${b.fee}, required ${fee}`)
-    const none = b.counterparty === '' && b.ref === ZERO_HASH
     const d: Delta = { earned: 0, spent: b.fee, pending: 0, received: 0, grant: 0 }
 
     switch (b.type) {
