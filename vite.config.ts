@@ -33,6 +33,8 @@ export default defineConfig({
       },
       workbox: {
         globPatterns: ['**/*.{js,css,html,svg,png,wasm,webmanifest}'],
+        // Named, not just size-filtered: the plugin fails the build on any matched file over the limit.
+        globIgnores: ['**/ort-wasm-*.wasm'],
         maximumFileSizeToCacheInBytes: PRECACHE_LIMIT,
         // The relay answers these itself; the SPA fallback must never shadow them.
         navigateFallbackDenylist: [/^\/api\//, /^\/v1\//],
