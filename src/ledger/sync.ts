@@ -24,6 +24,25 @@ export type SyncMessage =
   | { type: 'ledger.request'; account: string; from: number; to: number }
   | { type: 'ledger.blocks'; blocks: Block[] }
   | { type: 'ledger.proof'; proof: DoubleSpendProof }
+  /** The draft's credit.transfer, sent by the payer straight to the payee; `block` is the send. */
+  | { type: 'credit.transfer'; amount: number; reason: string; timestamp: string; block: Block }
+
+export const SYNC_TYPES = ['ledger.heads', 'ledger.request', 'ledger.blocks', 'ledger.proof', 'credit.transfer'] as const
+
+/** The draft's message for a send this agent just made. */
+export function creditTransfer(send: Block): SyncMessage {
+  return { type: 'credit.transfer', amount: send.amount, reason: send.memo, timestamp: new Date(send.ts).toISOString(), block: send }
+}
+
+/** For an envelope layer that carries type and body apart: the first bad field, or undefined. */
+export function checkSyncBody(type: string, body: unknown): string | undefined {
+  try {
+    checkMessage({ ...(body as object), type })
+    return undefined
+  } catch (err) {
+    return (err as Error).message
+  }
+}
 
 export interface SyncResult {
   /** Send back to the peer the message came from (over the same stream). */
@@ -75,6 +94,9 @@ function checkMessage(x: any): SyncMessage {
     case 'ledger.proof':
       if (x.proof == null || typeof x.proof !== 'object') bad('proof')
       return { type: x.type, proof: x.proof }
+    case 'credit.transfer':
+      if (x.block?.type !== 'send' || x.amount !== x.block.amount || x.reason !== x.block.memo || x.timestamp !== new Date(x.block.ts).toISOString()) bad('credit.transfer disagrees with its block')
+      return { type: x.type, amount: x.amount, reason: x.reason, timestamp: x.timestamp, block: x.block }
     default:
       return bad(`type ${String(x?.type)}`)
   }
@@ -120,7 +142,8 @@ export class LedgerSync {
         out.reply = { type: 'ledger.blocks', blocks: this.ledger.blocks(msg.account, msg.from, msg.to) }
         break
       case 'ledger.blocks':
-        await this.takeBlocks(msg.blocks, out)
+      case 'credit.transfer':
+        await this.takeBlocks(msg.type === 'ledger.blocks' ? msg.blocks : [msg.block], out)
         out.requests = dedupe(out.requests)
         break
       case 'ledger.proof':

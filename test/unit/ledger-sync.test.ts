@@ -3,7 +3,7 @@ import { CREDIT, hashBlock, signBlock, type Block } from '../../src/ledger/block
 import { Ledger } from '../../src/ledger/ledger.ts'
 import { MemoryStore } from '../../src/ledger/store-types.ts'
 import { DEFAULT_POLICY } from '../../src/ledger/policy.ts'
-import { encodeSyncMessage, LedgerSync, MAX_GOSSIP_BYTES, MAX_RANGE, type SyncMessage } from '../../src/ledger/sync.ts'
+import { checkSyncBody, creditTransfer, encodeSyncMessage, LedgerSync, MAX_GOSSIP_BYTES, MAX_RANGE, type SyncMessage } from '../../src/ledger/sync.ts'
 import { newAgent, T0, type TestAgent } from '../helpers/ledger-fixtures.ts'
 
 const REG = DEFAULT_POLICY.grants.registration
@@ -90,6 +90,22 @@ describe('sync', () => {
     await z.handle({ type: 'ledger.blocks', blocks: x.ledger.blocks(agents[0].id) })
     expect(z.ledger.account(agents[1].id)).toEqual(y.ledger.account())
     expect(out.rejected).toEqual([])
+  })
+})
+
+describe('credit.transfer', () => {
+  it('delivers a send straight to the payee, who acknowledges it', async () => {
+    const [x, y] = await Promise.all([node(0), node(1)])
+    await pull(x, y)
+    const send = await x.ledger.transfer(agents[1].id, 3 * CREDIT, 'Completed text classification task')
+    const msg = creditTransfer(send)
+    expect(checkSyncBody(msg.type, { ...msg, type: undefined })).toBeUndefined()
+    expect(checkSyncBody(msg.type, { ...msg, amount: 1 })).toMatch(/malformed/)
+    expect(checkSyncBody('ledger.request', { account: 'x', from: 2, to: 1 })).toMatch(/malformed/)
+    expect((await y.handle({ ...msg, reason: 'other' })).rejected.map(r => r.reason)).toEqual(['malformed'])
+    expect((await y.handle(encodeSyncMessage(msg))).accepted).toBe(1)
+    await y.ledger.idle()
+    expect(y.ledger.account()!.balance).toBe(REG + 3 * CREDIT)
   })
 })
 
