@@ -12,6 +12,7 @@ export const MAX_HEADS = 64
 export const MAX_RANGE = 256
 /** Blocks waiting for a dependency (a send not seen yet); beyond this the oldest are dropped and fetched again later. */
 const MAX_PARKED = 4096
+const PROOF_ARRIVED = ''
 
 export interface Head {
   account: string
@@ -123,7 +124,10 @@ export class LedgerSync {
     return { type: 'ledger.heads', heads: slice.map(s => ({ account: s.account, seq: s.seq, hash: s.head })) }
   }
 
-  /** Handles one message from `from`: raw bytes from the wire (size-checked here) or an already-decoded body. */
+  /**
+   * Handles one message from a peer: raw bytes from the wire (size-checked against `limit`:
+   * pass MAX_GOSSIP_BYTES for gossip) or an already-decoded object. Never throws for bad input.
+   */
   async handle(input: Uint8Array | unknown, limit = MAX_STREAM_BYTES): Promise<SyncResult> {
     const out: SyncResult = { requests: [], gossip: [], accepted: 0, rejected: [] }
     let msg: SyncMessage
@@ -147,7 +151,11 @@ export class LedgerSync {
         out.requests = dedupe(out.requests)
         break
       case 'ledger.proof':
-        if (await this.ledger.addProof(msg.proof)) out.gossip.push(msg)
+        if (await this.ledger.addProof(msg.proof)) {
+          out.gossip.push(msg)
+          // A monitoring grant may have been waiting for exactly this proof.
+          await this.retryParked(new Set([PROOF_ARRIVED]), out)
+        }
         else if (!this.ledger.isFlagged((msg.proof as any)?.a?.account)) this.count(out, 'malformed', 'invalid double-spend proof')
         break
     }

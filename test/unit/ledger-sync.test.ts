@@ -162,7 +162,7 @@ describe('sync rejects bad input with a reason, counts it, and keeps state', () 
   })
 
   it('broken hash links and sequence gaps (and asks for the gap)', async () => {
-    await expectRejected({ type: 'ledger.blocks', blocks: [await next({ prev: hashBlock(send).replace(/^./, 'f') })] }, 'bad-link')
+    await expectRejected({ type: 'ledger.blocks', blocks: [await next({ prev: hashBlock(send).replace(/^./, c => (c === 'f' ? '0' : 'f')) })] }, 'bad-link')
     const s = x.ledger.account()!
     const out = await expectRejected({ type: 'ledger.blocks', blocks: [await next({ seq: s.seq + 3 })] }, 'gap')
     expect(out.requests).toContainEqual({ type: 'ledger.request', account: a().id, from: s.seq + 1, to: s.seq + 3 })
