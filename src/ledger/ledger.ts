@@ -382,6 +382,12 @@ export class Ledger {
     } while (seen !== this.queue)
   }
 
+  /** Finishes queued work and closes the store. */
+  async close(): Promise<void> {
+    await this.idle()
+    await this.store.close()
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn)
     this.queue = run.catch(() => undefined)

@@ -38,7 +38,7 @@ describe.each([
     expect(L.account()).toEqual(before)
     expect(L.account()).toMatchObject({ seq: 2, pending: 2 * CREDIT })
     expect((await s2.load()).map(r => r.kind === 'block' && r.block.seq)).toEqual([0, 1, 2])
-    await s2.close()
+    await L.close()
   })
 })
 
