@@ -1,0 +1,11 @@
+/** Order statistics for benchmark samples; medians because these machines are noisy. */
+export function quantile (xs: number[], q: number): number {
+  if (xs.length === 0) return Number.NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const pos = (s.length - 1) * q
+  const lo = Math.floor(pos)
+  const hi = Math.ceil(pos)
+  return Math.round((s[lo] + (s[hi] - s[lo]) * (pos - lo)) * 100) / 100
+}
+
+export const median = (xs: number[]): number => quantile(xs, 0.5)
