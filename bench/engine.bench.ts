@@ -1,0 +1,112 @@
+// Engine CPU path (onnxruntime-node) vs llama.cpp (node-llama-cpp, CPU) on the same random-weight
+// GGUF, big enough (~39M parameters) for compute and memory traffic to dominate: prefill and
+// decode tokens/s, each side at its best thread count, medians of several runs, and the ratio.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { getLlama } from 'node-llama-cpp'
+import type { LlamaConfig } from '../src/model/config.ts'
+import { GgmlType } from '../src/model/ggml-types.ts'
+import { randomLlamaGguf } from '../src/model/random-model.ts'
+import { openFileSource } from '../src/model/source.ts'
+import { readLlama2cTokenizer } from '../src/model/llama2c.ts'
+import { openModel } from '../src/model/open-model.ts'
+import { loadRuntime } from '../src/engine/ort.ts'
+import { LocalPipeline } from '../src/engine/pipeline.ts'
+
+const CONFIG: LlamaConfig = {
+  architecture: 'llama', dim: 768, hiddenDim: 2048, nLayers: 6, nHeads: 12, nKvHeads: 4, headDim: 64, vocabSize: 512,
+  contextLength: 512, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: false, qkvBias: false
+}
+const PROMPT_TOKENS = 128
+const DECODE_TOKENS = 64
+const RUNS = 3
+const THREADS = [1, 2]
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const round = (x: number): number => Math.round(x * 100) / 100
+const prompt = Array.from({ length: PROMPT_TOKENS }, (_, i) => i === 0 ? 1 : 3 + ((i * 37) % 500))
+
+interface Speeds { prefill: number, decode: number }
+
+async function engineSpeeds (path: string, threads: number): Promise<Speeds> {
+  const { model } = await openModel(path)
+  const pipeline = await LocalPipeline.load(model, await loadRuntime({ threads }))
+  const prefill: number[] = []
+  const decode: number[] = []
+  for (let r = 0; r <= RUNS; r++) {
+    pipeline.reset()
+    const { timings } = await pipeline.generate(prompt, { maxTokens: DECODE_TOKENS + 1 })
+    if (r === 0) continue // warm-up
+    prefill.push(timings.prefill_tokens_per_s)
+    decode.push(timings.decode_tokens_per_s)
+  }
+  await pipeline.release()
+  await model.source.close?.()
+  return { prefill: median(prefill), decode: median(decode) }
+}
+
+async function llamaCppSpeeds (path: string, threads: number): Promise<Speeds> {
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as any })
+  const model = await llama.loadModel({ modelPath: path })
+  const context = await model.createContext({ contextSize: 512, batchSize: 512, threads })
+  const prefill: number[] = []
+  const decode: number[] = []
+  for (let r = 0; r <= RUNS; r++) {
+    const sequence = context.getSequence()
+    const t0 = performance.now()
+    let first = 0
+    let n = 0
+    for await (const _ of sequence.evaluate(prompt as any, { temperature: 0 })) {
+      if (n === 0) first = performance.now()
+      if (++n > DECODE_TOKENS) break
+    }
+    const t1 = performance.now()
+    sequence.dispose()
+    if (r === 0) continue
+    // The first token's wait is the prompt pass (plus one sampling); the rest are decode steps.
+    prefill.push(PROMPT_TOKENS / ((first - t0) / 1000))
+    decode.push(DECODE_TOKENS / ((t1 - first) / 1000))
+  }
+  await context.dispose()
+  await model.dispose()
+  await llama.dispose()
+  return { prefill: median(prefill), decode: median(decode) }
+}
+
+export async function run (): Promise<Record<string, unknown>> {
+  const dir = await mkdtemp(join(tmpdir(), 'clawnet-bench-'))
+  try {
+    const tok = await openFileSource('../shared/models/stories260K/tok512.bin')
+    const vocab = await readLlama2cTokenizer(tok, 512)
+    await tok.close?.()
+    const results: Record<string, unknown> = {}
+    for (const [label, type] of [['f32', GgmlType.F32], ['q8_0', GgmlType.Q8_0]] as const) {
+      const path = join(dir, `bench-${label}.gguf`)
+      const bytes = await randomLlamaGguf(CONFIG, vocab, { seed: 5, type })
+      await writeFile(path, bytes)
+      const engine: Record<string, Speeds> = {}
+      const cpp: Record<string, Speeds> = {}
+      for (const t of THREADS) {
+        engine[`threads_${t}`] = await engineSpeeds(path, t)
+        cpp[`threads_${t}`] = await llamaCppSpeeds(path, t)
+      }
+      const best = (m: Record<string, Speeds>, k: keyof Speeds): [string, number] => Object.entries(m).map(([t, s]) => [t, s[k]] as [string, number]).sort((a, b) => b[1] - a[1])[0]
+      const [ePre, eDec] = [best(engine, 'prefill'), best(engine, 'decode')]
+      const [cPre, cDec] = [best(cpp, 'prefill'), best(cpp, 'decode')]
+      results[label] = {
+        file_mib: round(bytes.length / 2 ** 20),
+        engine_tokens_per_s: Object.fromEntries(Object.entries(engine).map(([k, v]) => [k, { prefill: round(v.prefill), decode: round(v.decode) }])),
+        llamacpp_tokens_per_s: Object.fromEntries(Object.entries(cpp).map(([k, v]) => [k, { prefill: round(v.prefill), decode: round(v.decode) }])),
+        best: {
+          prefill: { engine: round(ePre[1]), engine_at: ePre[0], llamacpp: round(cPre[1]), llamacpp_at: cPre[0], ratio: round(ePre[1] / cPre[1]) },
+          decode: { engine: round(eDec[1]), engine_at: eDec[0], llamacpp: round(cDec[1]), llamacpp_at: cDec[0], ratio: round(eDec[1] / cDec[1]) }
+        }
+      }
+    }
+    const params = [CONFIG.dim * CONFIG.vocabSize * 2, CONFIG.nLayers * (2 * CONFIG.dim * CONFIG.nHeads * CONFIG.headDim + 2 * CONFIG.dim * CONFIG.nKvHeads * CONFIG.headDim + 3 * CONFIG.dim * CONFIG.hiddenDim)].reduce((a, b) => a + b)
+    return { model: { ...CONFIG, parameters: params }, prompt_tokens: PROMPT_TOKENS, decode_tokens: DECODE_TOKENS, runs: RUNS, ...results }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
