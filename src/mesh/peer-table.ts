@@ -26,6 +26,7 @@ export class PeerTable {
       offers: b.offers,
       hosts: b.hosts,
       links: b.links,
+      addrs: b.addrs,
       transport: prev?.transport ?? 'none',
       rttMs: prev?.rttMs,
       lastSeen: now,

@@ -1,5 +1,6 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Connection, Stream } from '@libp2p/interface'
+import { LIMITS } from '../protocol/limits.ts'
 import { createAgentNode, type AgentNode } from '../mesh/node.ts'
 import { Inbox } from '../mesh/inbox.ts'
 import { PeerTable } from '../mesh/peer-table.ts'
@@ -16,6 +17,7 @@ import type { AnnounceBody, Capabilities, ChatBody, LinkInfo } from '../protocol
 import { normaliseProfile, type Identity, type Profile } from './identity.ts'
 import type { AgentHandle, ProfileUpdate } from './handle.ts'
 import type { AgentEvent, AgentSnapshot, ChatView } from './types.ts'
+import type { AgentContext, AgentService } from './service.ts'
 
 export interface AgentOptions {
   identity: Identity
@@ -25,6 +27,8 @@ export interface AgentOptions {
   iceServers?: RTCIceServer[]
   /** How often the agent re-announces itself; peers drop it after three missed announces. */
   announceIntervalMs?: number
+  /** Composed services (ledger, shard server, …), started after the mesh is wired. */
+  services?: AgentService[]
 }
 
 const TICK_MS = 1000
@@ -53,6 +57,8 @@ export class Agent implements AgentHandle {
   private lastAnnounce = 0
   private lastPing = 0
   private announceSoonTimer?: ReturnType<typeof setTimeout>
+  private readonly topics = new Map<string, { onEnvelope: (env: Envelope) => void | Promise<void>, maxBytes: number }>()
+  private readonly services: AgentService[]
 
   private constructor (node: AgentNode, private readonly opts: AgentOptions) {
     this.node = node
@@ -63,6 +69,7 @@ export class Agent implements AgentHandle {
     this.table = new PeerTable(this.id)
     this.announceMs = opts.announceIntervalMs ?? 10_000
     this.relay = new RelayLink(node, opts.relayAddrs, () => this.changed())
+    this.services = opts.services ?? []
   }
 
   static async start (opts: AgentOptions): Promise<Agent> {
@@ -75,12 +82,16 @@ export class Agent implements AgentHandle {
   private async wire (): Promise<void> {
     const { node } = this
     const pubsub = node.services.pubsub
-    pubsub.subscribe(TOPICS.announce)
-    pubsub.subscribe(TOPICS.tavern)
     pubsub.addEventListener('message', evt => {
       const msg = evt.detail
       const sender = msg.type === 'signed' ? msg.from.toString() : undefined
       void this.onGossip(msg.topic, msg.data, sender)
+    })
+    const ctx = this.context()
+    ctx.subscribe(TOPICS.announce, env => { this.onAnnounceTopic(env) })
+    ctx.subscribe(TOPICS.tavern, env => {
+      if (env.type === 'chat.message') this.record(env as Envelope<ChatBody>, 'tavern')
+      else this.inbox.reject('unknown-type', `${env.type} does not belong on the tavern`, env.from)
     })
     // A newcomer on the announce topic learns about us at once instead of at our next interval.
     pubsub.addEventListener('subscription-change', evt => {
@@ -100,6 +111,7 @@ export class Agent implements AgentHandle {
       this.refreshLinks()
     })
     node.addEventListener('connection:close', () => { this.refreshLinks() })
+    for (const service of this.services) await service.start(ctx)
     this.relay.start()
     this.timer = setInterval(() => { void this.tick() }, TICK_MS)
     // pubsub's first messages are often lost while the mesh forms: announce early and often at start.
@@ -152,7 +164,7 @@ export class Agent implements AgentHandle {
     const peer = this.table.get(to)
     if (peer == null) throw new Error(`unknown agent ${to}: it has not announced itself (or has left)`)
     const env = await signEnvelope(this.signer, 'chat.direct', { text }, { to })
-    const conn = await connectTo(this.node, to, candidateAddrs(to, [], this.relay.addrs), { attempts: 1 })
+    const conn = await connectTo(this.node, to, candidateAddrs(to, peer.addrs ?? [], this.relay.addrs), { attempts: 1 })
     await sendDirectEnvelope(conn, env)
     this.record(env, 'direct')
   }
@@ -173,6 +185,7 @@ export class Agent implements AgentHandle {
     clearInterval(this.timer)
     clearTimeout(this.announceSoonTimer)
     this.relay.stop()
+    for (const service of [...this.services].reverse()) await service.stop().catch(() => {})
     await this.leave().catch(() => {})
     await this.node.stop()
   }
@@ -180,31 +193,35 @@ export class Agent implements AgentHandle {
   // ---- incoming ----
 
   private async onGossip (topic: string, data: Uint8Array, sender?: string): Promise<void> {
-    const env = await this.inbox.accept(data, { transportFrom: sender, senderMustMatch: true })
-    if (env == null) return
-    if (topic === TOPICS.announce && env.type === 'agent.announce') this.applyAnnounce(env as Envelope<AnnounceBody>)
-    else if (topic === TOPICS.announce && env.type === 'agent.leave') {
+    const sub = this.topics.get(topic)
+    if (sub == null) return
+    const env = await this.inbox.accept(data, { transportFrom: sender, senderMustMatch: true, maxBytes: sub.maxBytes })
+    if (env != null) await sub.onEnvelope(env)
+  }
+
+  private onAnnounceTopic (env: Envelope): void {
+    if (env.type === 'agent.announce') this.applyAnnounce(env as Envelope<AnnounceBody>)
+    else if (env.type === 'agent.leave') {
       if (this.table.remove(env.from)) this.changed()
-    } else if (topic === TOPICS.tavern && env.type === 'chat.message') this.record(env as Envelope<ChatBody>, 'tavern')
-    else this.inbox.reject('unknown-type', `${env.type} does not belong on ${topic}`, env.from)
+    } else this.inbox.reject('unknown-type', `${env.type} does not belong on the announce topic`, env.from)
   }
 
   private async onAnnounceBytes (bytes: Uint8Array, remote: string): Promise<void> {
-    const env = await this.inbox.accept(bytes, { transportFrom: remote })
+    const env = await this.inbox.accept(bytes, { transportFrom: remote, senderMustMatch: true })
     if (env == null) return
-    if (env.type !== 'agent.announce' || env.from !== remote) {
-      this.inbox.reject('sender-mismatch', `hello from ${remote} carried ${env.type} of ${env.from}`, remote)
+    if (env.type !== 'agent.announce') {
+      this.inbox.reject('unknown-type', `hello from ${remote} carried ${env.type}`, remote)
       return
     }
     this.applyAnnounce(env as Envelope<AnnounceBody>)
   }
 
   private async onDirectBytes (bytes: Uint8Array, remote: string): Promise<string | undefined> {
-    const env = await this.inbox.accept(bytes, { transportFrom: remote })
+    const env = await this.inbox.accept(bytes, { transportFrom: remote, senderMustMatch: true })
     if (env == null) return 'rejected'
-    if (env.type !== 'chat.direct' || env.from !== remote) {
-      this.inbox.reject('sender-mismatch', `direct message from ${remote} signed by ${env.from}`, remote)
-      return 'sender-mismatch'
+    if (env.type !== 'chat.direct') {
+      this.inbox.reject('unknown-type', `${env.type} sent on the direct-message protocol`, remote)
+      return 'unknown-type'
     }
     if (env.to !== this.id) {
       this.inbox.reject('wrong-recipient', `addressed to ${String(env.to)}`, remote)
@@ -308,6 +325,40 @@ export class Agent implements AgentHandle {
       this.lastPing = now
       await this.measureRtts()
     }
+  }
+
+  // ---- composition ----
+
+  private context (): AgentContext {
+    return {
+      id: this.id,
+      node: this.node,
+      signer: this.signer,
+      inbox: this.inbox,
+      peers: () => this.table.list(),
+      sign: async (type, body, to) => await signEnvelope(this.signer, type, body, { to }),
+      publish: async (topic, type, body) => {
+        const env = await signEnvelope(this.signer, type, body)
+        await this.publish(topic, env)
+        return env
+      },
+      subscribe: (topic, onEnvelope, maxBytes = LIMITS.maxEnvelopeBytes) => {
+        this.topics.set(topic, { onEnvelope, maxBytes })
+        this.node.services.pubsub.subscribe(topic)
+      },
+      handle: async (protocol, handler) => {
+        await this.node.handle(protocol, (stream: Stream, conn: Connection) => {
+          void handler(stream, conn).catch(() => { stream.abort(new Error(`${protocol} handler failed`)) })
+        }, { runOnLimitedConnection: true })
+      },
+      connect: async peerId => await connectTo(this.node, peerId, candidateAddrs(peerId, this.table.get(peerId)?.addrs ?? [], this.relay.addrs)),
+      changed: () => { this.changed() }
+    }
+  }
+
+  /** A composed service by name, for the UI and the API (e.g. the ledger). */
+  service<T extends AgentService> (name: string): T | undefined {
+    return this.services.find(s => s.name === name) as T | undefined
   }
 
   // ---- views ----

@@ -1,4 +1,5 @@
 import type { AgentEvent, AgentSnapshot } from './types.ts'
+import type { AgentService } from './service.ts'
 
 export interface ProfileUpdate { name?: string, owner?: string, wants?: string[], offers?: string[] }
 
@@ -11,6 +12,8 @@ export interface AgentHandle {
   /** Direct message over a stream to one agent; rejects with a readable reason if it can't be delivered. */
   sendDirect: (to: string, text: string) => Promise<void>
   setProfile: (update: ProfileUpdate) => Promise<void>
+  /** A composed service by name (ledger, shard server, …), or undefined if this agent has none. */
+  service: <T extends AgentService>(name: string) => T | undefined
   stop: () => Promise<void>
 }
 

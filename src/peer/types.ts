@@ -24,6 +24,8 @@ export interface PeerView {
   hosts: AnnounceBody['hosts']
   /** Links this peer reported in its last announce (who it is connected to, and how). */
   links: LinkInfo[]
+  /** Where it said it can be dialed. */
+  addrs?: string[]
   /** How we are connected to it right now. */
   transport: Transport
   rttMs?: number
