@@ -1,6 +1,7 @@
 // Engine CPU path (onnxruntime-node) vs llama.cpp (node-llama-cpp, CPU) on the same random-weight
 // GGUF, big enough (~39M parameters) for compute and memory traffic to dominate: prefill and
 // decode tokens/s, each side at its best thread count, medians of several runs, and the ratio.
+// For Q8_0 the engine runs twice: dequantized to float32 (default) and packed with int8 matmuls.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -29,9 +30,9 @@ const prompt = Array.from({ length: PROMPT_TOKENS }, (_, i) => i === 0 ? 1 : 3 +
 
 interface Speeds { prefill: number, decode: number }
 
-async function engineSpeeds (path: string, threads: number): Promise<Speeds> {
+async function engineSpeeds (path: string, threads: number, packedMatMul = false): Promise<Speeds> {
   const { model } = await openModel(path)
-  const pipeline = await LocalPipeline.load(model, await loadRuntime({ threads }))
+  const pipeline = await LocalPipeline.load(model, await loadRuntime({ threads, packedMatMul }))
   const prefill: number[] = []
   const decode: number[] = []
   for (let r = 0; r <= RUNS; r++) {
@@ -89,6 +90,8 @@ export async function run (): Promise<Record<string, unknown>> {
       const cpp: Record<string, Speeds> = {}
       for (const t of THREADS) {
         engine[`threads_${t}`] = await engineSpeeds(path, t)
+        // Q8_0 can also stay packed, multiplied with int8 activations as llama.cpp does.
+        if (type === GgmlType.Q8_0) engine[`threads_${t}_int8`] = await engineSpeeds(path, t, true)
         cpp[`threads_${t}`] = await llamaCppSpeeds(path, t)
       }
       const best = (m: Record<string, Speeds>, k: keyof Speeds): [string, number] => Object.entries(m).map(([t, s]) => [t, s[k]] as [string, number]).sort((a, b) => b[1] - a[1])[0]

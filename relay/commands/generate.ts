@@ -8,7 +8,7 @@ import { LocalPipeline, parseLayerRanges } from '../../src/engine/pipeline.ts'
 
 const USAGE = `usage: clawnet generate --model <file or URL> --prompt TEXT [--max-tokens N] [--temperature T]
        [--top-k K] [--top-p P] [--repeat-penalty R] [--seed S] [--layers A-B,...] [--tokenizer FILE]
-       [--threads N] [--memory-budget MiB] [--json]`
+       [--threads N] [--memory-budget MiB] [--int8-matmul] [--json]`
 
 export async function run (argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -26,6 +26,7 @@ export async function run (argv: string[]): Promise<number> {
       tokenizer: { type: 'string' },
       threads: { type: 'string' },
       'memory-budget': { type: 'string' },
+      'int8-matmul': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     }
@@ -43,7 +44,7 @@ export async function run (argv: string[]): Promise<number> {
 
   const { model, tokenizer } = await openModel(values.model, { tokenizer: values.tokenizer })
   const ranges = parseLayerRanges(values.layers, model.config.nLayers)
-  const runtime = await loadRuntime({ threads: num('threads', values.threads) })
+  const runtime = await loadRuntime({ threads: num('threads', values.threads), packedMatMul: values['int8-matmul'] })
   const tLoad = performance.now()
   const budgetMiB = num('memory-budget', values['memory-budget'])
   const pipeline = await LocalPipeline.load(model, runtime, ranges, { memoryBudget: budgetMiB != null ? budgetMiB * 2 ** 20 : totalmem() })

@@ -28,6 +28,12 @@ export class GraphBuilder {
     return name
   }
 
+  /** A uint8 initializer (packed quantized weights). */
+  bytes (name: string, data: Uint8Array, dims: number[]): string {
+    this.initializers.push({ name, dims, dataType: DataType.UINT8, rawData: data })
+    return name
+  }
+
   /** An int64 constant such as a Reshape target, shared between nodes that use the same values. */
   ints (values: number[]): string {
     const key = values.join(',')

@@ -4,12 +4,18 @@
 import type { LlamaConfig } from '../model/config.ts'
 import { GraphBuilder } from './graph-builder.ts'
 
+/** Weights in ggml blocks of 32 for MatMulNBits: packed [n][k/32][32*bits/8], one scale per block. */
+export interface QuantizedMatrix { bits: 4 | 8, k: number, n: number, packed: Uint8Array, scales: Float32Array }
+
+/** A projection: float32 [in, out], or kept quantized. */
+export type Linear = Float32Array | QuantizedMatrix
+
 export interface BlockWeights {
   attnNorm: Float32Array
-  q: Float32Array, k: Float32Array, v: Float32Array, o: Float32Array
+  q: Linear, k: Linear, v: Linear, o: Linear
   qBias?: Float32Array, kBias?: Float32Array, vBias?: Float32Array
   ffnNorm: Float32Array
-  gate: Float32Array, up: Float32Array, down: Float32Array
+  gate: Linear, up: Linear, down: Linear
 }
 
 /** Names of the per-layer KV cache inputs/outputs of a block-range graph. */
@@ -26,13 +32,31 @@ export function ropeShape (c: LlamaConfig, tokens: number | string): Array<numbe
   return c.ropeStyle === 'interleaved' ? [tokens, 1, half, 1] : [tokens, 1, 1, half]
 }
 
-function rmsNorm (g: GraphBuilder, x: string, weight: string, eps: number): string {
-  return g.op1('SimplifiedLayerNormalization', [x, weight], { axis: -1, epsilon: { float: eps }, stash_type: 1 })
+function rmsNorm (g: GraphBuilder, x: string, weight: WeightRef, eps: number): string {
+  return g.op1('SimplifiedLayerNormalization', [x, weight.name], { axis: -1, epsilon: { float: eps }, stash_type: 1 })
 }
 
-function linear (g: GraphBuilder, x: string, weight: string, bias?: string): string {
-  const y = g.op1('MatMul', [x, weight])
-  return bias != null ? g.op1('Add', [y, bias]) : y
+/** A weight added to the graph: its initializer name, and its block geometry when packed. */
+interface WeightRef { name: string, packed?: QuantizedMatrix }
+
+function linear (g: GraphBuilder, x: string, weight: WeightRef, bias?: WeightRef): string {
+  const y = weight.packed != null ? quantizedMatMul(g, x, weight.name, weight.packed) : g.op1('MatMul', [x, weight.name])
+  return bias != null ? g.op1('Add', [y, bias.name]) : y
+}
+
+/**
+ * MatMulNBits with accuracy level 4: activations are quantized to int8 per block, as llama.cpp
+ * does for these weight types, and the dot products run in integers.
+ */
+function quantizedMatMul (g: GraphBuilder, x: string, name: string, m: QuantizedMatrix): string {
+  return g.op('MatMulNBits', [x, `${name}.q`, `${name}.scales`], { K: m.k, N: m.n, bits: m.bits, block_size: 32, accuracy_level: 4 }, 1, 'com.microsoft')[0]
+}
+
+function addWeight (g: GraphBuilder, name: string, w: Linear, dims: number[]): WeightRef {
+  if (w instanceof Float32Array) return { name: g.weight(name, w, dims) }
+  g.bytes(`${name}.q`, w.packed, [w.n, w.k / 32, 4 * w.bits])
+  g.weight(`${name}.scales`, w.scales, [w.scales.length])
+  return { name, packed: w }
 }
 
 /** Rotates q or k ([tokens, heads*headDim]) by position; returns [tokens, heads, headDim]. */
@@ -53,7 +77,7 @@ function rope (g: GraphBuilder, c: LlamaConfig, x: string, heads: number, cos: s
  * token axis ([kvHeads, group*tokens, headDim]), so one batched MatMul serves the whole group;
  * `mask` is the additive causal mask for those stacked rows ([group*tokens, past+tokens]).
  */
-function attention (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, w: Record<string, string>, cos: string, sin: string, mask: string): string {
+function attention (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, w: Record<string, WeightRef>, cos: string, sin: string, mask: string): string {
   const kv = kvNames(layer)
   const q = rope(g, c, linear(g, x, w.q, w.qBias), c.nHeads, cos, sin)
   const k = rope(g, c, linear(g, x, w.k, w.kBias), c.nKvHeads, cos, sin)
@@ -70,18 +94,17 @@ function attention (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, w
   return linear(g, merged, w.o)
 }
 
-function feedForward (g: GraphBuilder, x: string, w: Record<string, string>): string {
+function feedForward (g: GraphBuilder, x: string, w: Record<string, WeightRef>): string {
   const gate = linear(g, x, w.gate)
   const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])])
   return linear(g, g.op1('Mul', [silu, linear(g, x, w.up)]), w.down)
 }
 
 function block (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, weights: BlockWeights, cos: string, sin: string, mask: string): string {
-  const w: Record<string, string> = {}
+  const w: Record<string, WeightRef> = {}
   for (const [name, data] of Object.entries(weights)) {
     if (data == null) continue
-    const dims = weightDims(c, name)
-    w[name] = g.weight(`blk.${layer}.${name}`, data, dims)
+    w[name] = addWeight(g, `blk.${layer}.${name}`, data, weightDims(c, name))
   }
   const h = g.op1('Add', [x, attention(g, c, layer, rmsNorm(g, x, w.attnNorm, c.normEps), w, cos, sin, mask)])
   return g.op1('Add', [h, feedForward(g, rmsNorm(g, h, w.ffnNorm, c.normEps), w)])
@@ -118,11 +141,11 @@ export function buildBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWe
 }
 
 /** Graph for the final norm and output head: hidden [T, dim] -> logits [T, vocab]. */
-export function buildHeadGraph (c: LlamaConfig, norm: Float32Array, output: Float32Array): Uint8Array {
+export function buildHeadGraph (c: LlamaConfig, norm: Float32Array, output: Linear): Uint8Array {
   const g = new GraphBuilder()
   const x = g.input('hidden', ['tokens', c.dim])
-  const normed = rmsNorm(g, x, g.weight('output_norm', norm, [c.dim]), c.normEps)
-  g.op1('MatMul', [normed, g.weight('output', output, [c.dim, c.vocabSize])], {}, 'logits')
+  const normed = rmsNorm(g, x, addWeight(g, 'output_norm', norm, [c.dim]), c.normEps)
+  g.op1('Identity', [linear(g, normed, addWeight(g, 'output', output, [c.dim, c.vocabSize]))], {}, 'logits')
   g.output('logits', ['tokens', c.vocabSize])
   return g.encode()
 }

@@ -36,5 +36,5 @@ message OperatorSetIdProto { string domain = 1; int64 version = 2; }
 
 export const ModelProto = protobuf.parse(SCHEMA).root.lookupType('onnx.ModelProto')
 
-export const DataType = { FLOAT: 1, INT32: 6, INT64: 7, FLOAT16: 10 } as const
+export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, FLOAT16: 10 } as const
 export const AttrType = { FLOAT: 1, INT: 2, FLOATS: 6, INTS: 7 } as const

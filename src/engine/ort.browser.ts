@@ -28,6 +28,8 @@ export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> 
   return {
     ort: ort as unknown as Runtime['ort'],
     backend,
+    // MatMulNBits was measured 5-10x slower than float32 MatMul on WASM: dequantize at load.
+    packedMatMul: false,
     maxBufferBytes,
     async createSession (model: Uint8Array, outputsOnDevice: string[] = []) {
       // On WebGPU the KV cache outputs stay in GPU buffers and are fed back as the next inputs.

@@ -5,15 +5,16 @@ import type * as OrtCommon from 'onnxruntime-common'
 import type { LlamaConfig } from '../model/config.ts'
 import { tensorNames } from '../model/config.ts'
 import { readTensor, RowReader, tensorRef, type ModelFile } from '../model/model-file.ts'
-import { buildBlocksGraph, buildHeadGraph, kvNames, ropeShape } from './llama-graph.ts'
+import { buildBlocksGraph, buildHeadGraph, kvNames, ropeShape, type Linear } from './llama-graph.ts'
 import { causalMask, ropeTables } from './rope.ts'
 import type { Runtime } from './runtime.ts'
-import { readBlockWeights, readMatrix } from './weights.ts'
+import { readBlockWeights, readLinear } from './weights.ts'
 
 /** A WebGPU device refuses buffers over its limits; say which tensor, before trying. */
-function checkBufferLimit (runtime: Runtime, name: string, data: Float32Array | undefined): void {
-  if (data != null && runtime.maxBufferBytes != null && data.byteLength > runtime.maxBufferBytes) {
-    throw new Error(`tensor ${name}: ${data.byteLength} bytes as float32 exceeds this device's largest buffer (${runtime.maxBufferBytes} bytes)`)
+function checkBufferLimit (runtime: Runtime, name: string, data: Linear | undefined): void {
+  const bytes = data == null ? 0 : data instanceof Float32Array ? data.byteLength : data.packed.byteLength
+  if (runtime.maxBufferBytes != null && bytes > runtime.maxBufferBytes) {
+    throw new Error(`tensor ${name}: ${bytes} bytes exceeds this device's largest buffer (${runtime.maxBufferBytes} bytes)`)
   }
 }
 
@@ -57,7 +58,7 @@ export class BlockRange {
     }
     const blocks = []
     for (let i = first; i <= last; i++) {
-      const weights = await readBlockWeights(model, i)
+      const weights = await readBlockWeights(model, i, runtime.packedMatMul)
       for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data)
       blocks.push(weights)
     }
@@ -123,8 +124,9 @@ export class Head {
 
   static async load (model: ModelFile, runtime: Runtime): Promise<Head> {
     const c = model.config
-    const output = await readMatrix(model, c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output)
-    checkBufferLimit(runtime, c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output, output)
+    const outputName = c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output
+    const output = await readLinear(model, outputName, runtime.packedMatMul)
+    checkBufferLimit(runtime, outputName, output)
     const graph = buildHeadGraph(c, await readTensor(model, tensorNames.outputNorm), output)
     return new Head(c, runtime, await runtime.createSession(graph))
   }

@@ -152,6 +152,14 @@ export function typeInfo (type: number, tensor: string): TypeInfo {
   return info
 }
 
+/** ggml quantizes along rows: a row must be a whole number of blocks. */
+export function checkRowLength (type: number, rowLength: number, tensor: string): void {
+  const info = typeInfo(type, tensor)
+  if (rowLength % info.blockElements !== 0) {
+    throw new Error(`tensor ${tensor}: rows of ${rowLength} values are not a whole number of ${info.name} blocks of ${info.blockElements}`)
+  }
+}
+
 /** Bytes taken by `elements` values of this type; elements must fill whole blocks. */
 export function byteSize (type: number, elements: number, tensor: string): number {
   const info = typeInfo(type, tensor)

@@ -1,7 +1,7 @@
 // GGUF v3 writer: typed metadata and tensors already encoded in their ggml type. Each metadata
 // value carries its GGUF type because llama.cpp checks them (e.g. token ids must be UINT32).
 import { GgufValueType as T } from './gguf.ts'
-import { byteSize, typeName } from './ggml-types.ts'
+import { byteSize, checkRowLength, typeName } from './ggml-types.ts'
 
 export interface MetaValue { type: T, value: unknown, itemType?: T }
 
@@ -89,6 +89,7 @@ export function writeGguf (metadata: Record<string, MetaValue>, tensors: TensorT
   let offset = 0
   for (const t of tensors) {
     const elements = t.dims.reduce((a, b) => a * b, 1)
+    checkRowLength(t.type, t.dims[0], t.name)
     const want = byteSize(t.type, elements, t.name)
     if (t.data.length !== want) throw new Error(`tensor ${t.name}: ${typeName(t.type)} data has ${t.data.length} bytes, its shape needs ${want}`)
     w.string(t.name)

@@ -1,7 +1,7 @@
 // GGUF reader: parses the header (metadata + tensor directory) from the first bytes of a file and
 // reads each tensor by offset afterwards, so a stage range fetches only its own tensors.
 import type { ByteSource } from './source-http.ts'
-import { byteSize, dequantize, typeInfo, typeName } from './ggml-types.ts'
+import { byteSize, checkRowLength, dequantize, typeName } from './ggml-types.ts'
 
 export enum GgufValueType { UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12 }
 
@@ -140,7 +140,7 @@ function parseHeader (bytes: Uint8Array, complete: boolean, what: string, fileSi
     const type = c.u32(`tensor ${name} type`)
     const rel = c.u64(`tensor ${name} offset`)
     const elements = dims.reduce((a, b) => a * b, 1)
-    typeInfo(type, name)
+    checkRowLength(type, dims[0], name)
     infos.push({ name, dims, type, rel, elements, byteLength: byteSize(type, elements, name) })
   }
   const dataOffset = Math.ceil(c.pos / alignment) * alignment

@@ -2,10 +2,12 @@
 // LlamaConfig, tokenizer arrays from a Vocabulary, 2-D weights in the chosen ggml type and
 // 1-D tensors (norms, biases) in F32, as llama.cpp's own converter does.
 import { tensorNames, type LlamaConfig } from './config.ts'
-import { GgmlType } from './ggml-types.ts'
+import { GgmlType, typeInfo } from './ggml-types.ts'
 import { meta, writeGguf, type MetaValue, type TensorToWrite } from './gguf-writer.ts'
 import { quantize } from './quantize.ts'
 import type { Vocabulary } from './tokenizer.ts'
+
+const blockElements = (type: GgmlType): number => typeInfo(type, 'weights').blockElements
 
 export interface LlamaGgufOptions {
   name?: string
@@ -41,7 +43,10 @@ export async function buildLlamaGguf (config: LlamaConfig, vocab: Vocabulary, re
 
   const type = opts.type ?? GgmlType.F32
   const tensors: TensorToWrite[] = []
-  const add = async (name: string, dims: number[], t: GgmlType): Promise<void> => {
+  // Rows that are not whole blocks of the chosen type (e.g. stories260K's 172-wide FFN) stay
+  // F32, as llama.cpp's quantizer falls back for such tensors.
+  const add = async (name: string, dims: number[], wanted: GgmlType): Promise<void> => {
+    const t = dims[0] % blockElements(wanted) === 0 ? wanted : GgmlType.F32
     tensors.push({ name, dims, type: t, data: quantize(t, await read(name)) })
   }
   const qDim = c.nHeads * c.headDim
