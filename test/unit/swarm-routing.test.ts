@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest'
+import { findRoute, BanList, hopCost } from '../../src/swarm/routing.ts'
+import { chooseRange, shouldMove, bottleneck } from '../../src/swarm/placement.ts'
+import { ShardTable, coverage, missingRanges, type ShardEntry } from '../../src/swarm/shard-table.ts'
+import { checkShardAnnounce } from '../../src/swarm/messages.ts'
+import { decodeTensor, encodeTensor, fromHalf, toHalf } from '../../src/swarm/tensor-codec.ts'
+
+const entry = (peer: string, start: number, end: number, ms = 1, load = 0): ShardEntry => ({
+  peer, model: 'm', name: 'm', nLayers: 8, start, end, msPerTokenLayer: ms, freeCacheTokens: 1000, load, rtts: {}, ttl: 30, expiresAt: Infinity
+})
+
+describe('routing', () => {
+  it('finds the cheapest chain covering all blocks', () => {
+    const entries = [entry('a', 0, 3), entry('b', 4, 7), entry('c', 0, 7, 10), entry('d', 4, 7, 0.1)]
+    const route = findRoute(entries, 8, { rttMs: () => 5 })!
+    expect(route.map(h => h.peer)).toEqual(['a', 'd'])
+    expect(route.map(h => [h.start, h.end])).toEqual([[0, 3], [4, 7]])
+  })
+
+  it('counts the network: one far server loses to two near ones', () => {
+    const entries = [entry('near1', 0, 3), entry('near2', 4, 7), entry('far', 0, 7)]
+    const rtt: Record<string, number> = { near1: 2, near2: 2, far: 200 }
+    expect(findRoute(entries, 8, { rttMs: p => rtt[p] })!.map(h => h.peer)).toEqual(['near1', 'near2'])
+    rtt.far = 1
+    expect(findRoute(entries, 8, { rttMs: p => rtt[p] })!.map(h => h.peer)).toEqual(['far'])
+  })
+
+  it('avoids banned peers and reports an uncoverable model', () => {
+    const entries = [entry('a', 0, 3), entry('b', 4, 7), entry('b2', 4, 7, 5)]
+    expect(findRoute(entries, 8, { rttMs: () => 1, banned: p => p === 'b' })!.map(h => h.peer)).toEqual(['a', 'b2'])
+    expect(findRoute(entries, 8, { rttMs: () => 1, banned: p => p.startsWith('b') })).toBeUndefined()
+  })
+
+  it('routes only the part of a chain that needs replacing', () => {
+    const entries = [entry('a', 0, 3), entry('b', 4, 7), entry('b2', 4, 7, 5)]
+    const part = findRoute(entries, 8, { rttMs: () => 1, banned: p => p === 'b', from: 4 })!
+    expect(part).toEqual([{ peer: 'b2', start: 4, end: 7, estimateMs: hopCost(entries[2], 1) }])
+  })
+
+  it('bans with growing backoff and forgives on success', () => {
+    const bans = new BanList(1000, 10_000)
+    expect(bans.ban('x', 0)).toBe(1000)
+    expect(bans.isBanned('x', 999)).toBe(true)
+    expect(bans.isBanned('x', 1000)).toBe(false)
+    expect(bans.ban('x', 1000)).toBe(2000)
+    bans.clear('x')
+    expect(bans.isBanned('x', 1001)).toBe(false)
+  })
+})
+
+describe('placement', () => {
+  it('hosts where the swarm is thinnest', () => {
+    expect(chooseRange([], 8, 3)).toEqual([0, 2])
+    expect(chooseRange([entry('a', 0, 3)], 8, 4)).toEqual([4, 7])
+    expect(chooseRange([entry('a', 0, 7), entry('b', 0, 3)], 8, 2)).toEqual([4, 5])
+  })
+
+  it('moves only when the bottleneck improves enough', () => {
+    const entries = [entry('a', 0, 3), entry('b', 0, 3), entry('me', 0, 3)]
+    expect(bottleneck(entries, 8)).toBe(0)
+    expect(shouldMove(entries, 'me', [0, 3], 8)).toEqual([4, 7])
+    const balanced = [entry('a', 0, 3), entry('b', 4, 7), entry('me', 4, 7)]
+    expect(shouldMove(balanced, 'me', [4, 7], 8)).toBeUndefined()
+  })
+})
+
+describe('shard table', () => {
+  it('keeps one range per agent and model, expires, and finds gaps', () => {
+    const t = new ShardTable()
+    const body = { model: 'm', name: 'm', nLayers: 8, start: 0, end: 3, msPerTokenLayer: 1, freeCacheTokens: 10, load: 0, rtts: {}, ttl: 10 }
+    t.apply('a', body, 0)
+    t.apply('a', { ...body, start: 2, end: 5 }, 0)
+    t.apply('b', { ...body, start: 6, end: 6 }, 5000)
+    expect(coverage(t.forModel('m'), 8)).toEqual([0, 0, 1, 1, 1, 1, 1, 0])
+    expect(missingRanges(t.forModel('m'), 8)).toEqual([[0, 1], [7, 7]])
+    expect(t.expire(10_000)).toBe(true)
+    expect(t.forModel('m').map(e => e.peer)).toEqual(['b'])
+  })
+
+  it('rejects malformed shard announces', () => {
+    const ok = { model: 'm', name: 'm', nLayers: 8, start: 0, end: 3, msPerTokenLayer: 1, freeCacheTokens: 10, load: 0, rtts: {}, ttl: 10 }
+    expect(checkShardAnnounce(ok)).toBeUndefined()
+    expect(checkShardAnnounce({ ...ok, end: 8 })).toBe('range')
+    expect(checkShardAnnounce({ ...ok, load: 2 })).toBe('load')
+    expect(checkShardAnnounce({ ...ok, rtts: { x: -1 } })).toBe('rtts')
+  })
+})
+
+describe('tensor codec', () => {
+  it('round-trips f32 exactly and f16 within half precision', () => {
+    const x = Float32Array.from([0, -1.5, 3.14159, 1e-5, -65504, 1234.5678])
+    expect(decodeTensor(encodeTensor(x, 'f32'), 'f32', x.length)).toEqual(x)
+    const h = decodeTensor(encodeTensor(x, 'f16'), 'f16', x.length)
+    x.forEach((v, i) => expect(Math.abs(h[i] - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 6e-8))
+  })
+  it('rounds half to nearest even and saturates to infinity', () => {
+    expect(toHalf(1)).toBe(0x3c00)
+    expect(fromHalf(toHalf(65520))).toBe(Infinity)
+    expect(fromHalf(toHalf(2049))).toBe(2048)
+    expect(fromHalf(toHalf(2051))).toBe(2052)
+  })
+  it('refuses frames of the wrong size or with non-finite values', () => {
+    expect(() => decodeTensor(new Uint8Array(6), 'f32', 2)).toThrow(/expected 2 f32/)
+    expect(() => decodeTensor(encodeTensor(Float32Array.from([Infinity]), 'f32'), 'f32', 1)).toThrow(/non-finite/)
+  })
+})
