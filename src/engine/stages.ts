@@ -34,10 +34,44 @@ export class Embedding {
   }
 }
 
-export class BlockRange {
-  /** Tokens already in this range's KV cache. */
+/**
+ * One sequence's keys and values for a range's blocks. A range serving several sessions at
+ * once (a shard server) holds one cache per session over the same weights.
+ */
+export class KvCache {
+  /** Tokens already in this cache. */
   position = 0
-  private cache = new Map<string, OrtCommon.Tensor>()
+  readonly tensors = new Map<string, OrtCommon.Tensor>()
+
+  constructor (private readonly range: { first: number, last: number, config: LlamaConfig, ort: Runtime['ort'] }) {
+    this.reset()
+  }
+
+  reset (): void {
+    this.dispose()
+    const { Tensor } = this.range.ort
+    const c = this.range.config
+    for (let i = this.range.first; i <= this.range.last; i++) {
+      const kv = kvNames(i)
+      this.tensors.set(kv.pastK, new Tensor('float32', new Float32Array(0), [c.nKvHeads, 0, c.headDim]))
+      this.tensors.set(kv.pastV, new Tensor('float32', new Float32Array(0), [c.nKvHeads, 0, c.headDim]))
+    }
+    this.position = 0
+  }
+
+  /** Bytes one token adds to a cache of this range (keys and values, f32). */
+  static bytesPerToken (config: LlamaConfig, blocks: number): number {
+    return 2 * blocks * config.nKvHeads * config.headDim * 4
+  }
+
+  dispose (): void {
+    for (const t of this.tensors.values()) t.dispose()
+    this.tensors.clear()
+  }
+}
+
+export class BlockRange {
+  private readonly own: KvCache
 
   private constructor (
     readonly config: LlamaConfig,
@@ -47,7 +81,7 @@ export class BlockRange {
     private readonly session: OrtCommon.InferenceSession,
     private readonly freqFactors?: Float32Array
   ) {
-    this.reset()
+    this.own = this.newCache()
   }
 
   /** Loads blocks first..last (inclusive, 0-based): only their tensors are read. */
@@ -71,50 +105,51 @@ export class BlockRange {
     return new BlockRange(c, first, last, runtime, session, freqFactors)
   }
 
+  /** Tokens already in this range's own KV cache (the one used when no cache is passed). */
+  get position (): number {
+    return this.own.position
+  }
+
+  newCache (): KvCache {
+    return new KvCache({ first: this.first, last: this.last, config: this.config, ort: this.runtime.ort })
+  }
+
   reset (): void {
-    for (const t of this.cache.values()) t.dispose()
-    this.cache.clear()
-    const { Tensor } = this.runtime.ort
-    for (let i = this.first; i <= this.last; i++) {
-      const kv = kvNames(i)
-      this.cache.set(kv.pastK, new Tensor('float32', new Float32Array(0), [this.config.nKvHeads, 0, this.config.headDim]))
-      this.cache.set(kv.pastV, new Tensor('float32', new Float32Array(0), [this.config.nKvHeads, 0, this.config.headDim]))
-    }
-    this.position = 0
+    this.own.reset()
   }
 
   /** Runs `tokens` new positions through the range, appending them to the KV cache. */
-  async forward (hidden: Float32Array, tokens: number): Promise<Float32Array> {
+  async forward (hidden: Float32Array, tokens: number, cache: KvCache = this.own): Promise<Float32Array> {
     const c = this.config
     if (hidden.length !== tokens * c.dim) throw new Error(`blocks ${this.first}-${this.last}: hidden state has ${hidden.length} values, expected ${tokens} x ${c.dim}`)
-    if (this.position + tokens > c.contextLength) throw new Error(`context full: ${this.position} + ${tokens} tokens exceeds the model's context of ${c.contextLength}`)
+    if (cache.position + tokens > c.contextLength) throw new Error(`context full: ${cache.position} + ${tokens} tokens exceeds the model's context of ${c.contextLength}`)
     const { Tensor } = this.runtime.ort
-    const { cos, sin } = ropeTables(c, this.position, tokens, this.freqFactors)
+    const { cos, sin } = ropeTables(c, cache.position, tokens, this.freqFactors)
     const group = c.nHeads / c.nKvHeads
     const ropeDims = ropeShape(c, tokens) as number[]
     const feeds: Record<string, OrtCommon.Tensor> = {
       hidden: new Tensor('float32', hidden, [tokens, c.dim]),
       rope_cos: new Tensor('float32', cos, ropeDims),
       rope_sin: new Tensor('float32', sin, ropeDims),
-      mask: new Tensor('float32', causalMask(this.position, tokens, group), [group * tokens, this.position + tokens])
+      mask: new Tensor('float32', causalMask(cache.position, tokens, group), [group * tokens, cache.position + tokens])
     }
-    for (const [name, t] of this.cache) feeds[name] = t
+    for (const [name, t] of cache.tensors) feeds[name] = t
     const out = await this.session.run(feeds)
     for (let i = this.first; i <= this.last; i++) {
       const kv = kvNames(i)
-      this.cache.get(kv.pastK)?.dispose()
-      this.cache.get(kv.pastV)?.dispose()
-      this.cache.set(kv.pastK, out[kv.presentK])
-      this.cache.set(kv.pastV, out[kv.presentV])
+      cache.tensors.get(kv.pastK)?.dispose()
+      cache.tensors.get(kv.pastV)?.dispose()
+      cache.tensors.set(kv.pastK, out[kv.presentK])
+      cache.tensors.set(kv.pastV, out[kv.presentV])
     }
-    this.position += tokens
+    cache.position += tokens
     const result = await out.hidden_out.getData() as Float32Array
     out.hidden_out.dispose()
     return result
   }
 
   async release (): Promise<void> {
-    for (const t of this.cache.values()) t.dispose()
+    this.own.dispose()
     await this.session.release()
   }
 }
