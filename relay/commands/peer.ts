@@ -4,6 +4,7 @@ import { resolveRelay } from '../../src/peer/relay-address.ts'
 import { DEFAULT_ICE_SERVERS } from '../../src/mesh/node.ts'
 import { serveJson } from '../lib/http-json.ts'
 import { meshRoutes } from '../lib/agent-api.ts'
+import { ledgerRoutes } from '../lib/ledger-api.ts'
 
 const HELP = `usage: clawnet peer --relay <multiaddr or URL> [--name N] [--owner O] [--data DIR] [--api 127.0.0.1:PORT] [--no-stun]
 
@@ -14,7 +15,9 @@ Runs a headless agent that joins the mesh through the relay.
   --owner    owner id
   --data     directory for the agent's identity and state (default .data/peer)
   --api      serve the HTTP JSON API on host:port (GET /v1/mesh/self, /v1/mesh/peers,
-             /v1/tavern/messages; POST /v1/tavern/messages {"text", "to"?})
+             /v1/tavern/messages; POST /v1/tavern/messages {"text", "to"?};
+             GET /v1/ledger/account, /v1/ledger/accounts[/ID], /v1/ledger/blocks?account=ID;
+             POST /v1/ledger/transfer {"to", "amount" (credits), "reason"})
   --no-stun  use no public STUN servers for WebRTC (LAN and tests)`
 
 export async function run (argv: string[]): Promise<number> {
@@ -54,7 +57,7 @@ export async function run (argv: string[]): Promise<number> {
   })
   const self = agent.snapshot().self
   console.log(`ClawNet agent ${self.name} ${self.id}`)
-  const server = api != null ? await serveJson(meshRoutes(agent), api.host, api.port) : undefined
+  const server = api != null ? await serveJson([...meshRoutes(agent), ...ledgerRoutes(agent)], api.host, api.port) : undefined
   if (server != null) console.log(`  API: ${server.url}/v1/mesh/self`)
   const shutdown = (): void => {
     void Promise.allSettled([server?.close(), agent.stop()]).finally(() => process.exit(0))

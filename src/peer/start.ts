@@ -3,6 +3,8 @@ import { Agent } from './agent.ts'
 import { detectCapabilities } from './capabilities.ts'
 import { identityStore } from './identity-store.ts'
 import { loadOrCreateIdentity, type Profile } from './identity.ts'
+import { openStore } from '../ledger/store.ts'
+import { LedgerService } from './services/ledger-service.ts'
 
 export interface StartAgentOptions {
   relayAddrs: string[]
@@ -18,12 +20,15 @@ export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
   const store = identityStore(opts.dataDir ?? '.data/peer')
   const identity = await loadOrCreateIdentity(store, opts.profile)
   const key = privateKeyToProtobuf(identity.privateKey)
+  // Node keeps the chains beside the identity; browsers in IndexedDB (store.browser.ts takes a database name).
+  const ledgerAt = opts.dataDir != null ? `${opts.dataDir}/ledger` : 'clawnet-ledger'
   return await Agent.start({
     identity,
     saveProfile: async profile => { await store.save({ key, profile }) },
     relayAddrs: opts.relayAddrs,
     capabilities: await detectCapabilities(opts.dataDir ?? '.'),
     iceServers: opts.iceServers,
-    announceIntervalMs: opts.announceIntervalMs
+    announceIntervalMs: opts.announceIntervalMs,
+    services: [new LedgerService({ openStore: async () => await openStore(ledgerAt), owner: identity.profile.owner })]
   })
 }

@@ -1,0 +1,100 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startRelay } from '../helpers/relay.ts'
+import { startPeerProcess, waitFor, type PeerProcess } from '../helpers/peer-process.ts'
+import { hashBlock, verifyBlockSignature } from '../../src/ledger/block.ts'
+
+/** Two headless peers paying each other through their HTTP APIs, one killed and restarted on the same disk. */
+describe('ledger between headless peers', () => {
+  let relay: Awaited<ReturnType<typeof startRelay>>
+  let a: PeerProcess
+  let b: PeerProcess
+  let bDir: string
+  let aId: string
+  let bId: string
+
+  const startB = async (): Promise<PeerProcess> => await startPeerProcess(relay.url, 'beta', ['--announce', '3', '--data', bDir])
+  const balance = async (p: PeerProcess, id: string): Promise<number | undefined> => {
+    const res = await fetch(`${p.api}/v1/ledger/accounts/${id}`)
+    return res.ok ? (await res.json()).balance : undefined
+  }
+
+  beforeAll(async () => {
+    relay = await startRelay()
+    bDir = await mkdtemp(join(tmpdir(), 'clawnet-peer-keep-'))
+    a = await startPeerProcess(relay.url, 'alpha', ['--announce', '3'])
+    b = await startB()
+    aId = (await a.get('/v1/mesh/self')).id
+    bId = (await b.get('/v1/mesh/self')).id
+  })
+
+  afterAll(async () => {
+    await a?.stop()
+    await b?.stop()
+    await relay?.stop()
+    await rm(bDir, { recursive: true, force: true })
+  })
+
+  it('each agent starts with the registration grant and learns the other\'s chain', async () => {
+    expect((await a.get('/v1/ledger/account')).balance).toBe(10)
+    await waitFor('alpha to hold beta\'s genesis', async () => await balance(a, bId) === 10, 30_000)
+    await waitFor('beta to hold alpha\'s genesis', async () => await balance(b, aId) === 10, 30_000)
+  })
+
+  it('a transfer carries both signatures and both agents agree on the balances', async () => {
+    const res = await a.post('/v1/ledger/transfer', { to: bId, amount: 2.5, reason: 'for the summary' })
+    expect(res.status).toBe(201)
+    expect(res.body.acknowledged).toBe(true)
+    expect(res.body.block).toMatchObject({ account: aId, counterparty: bId, type: 'send', amount: 2_500_000, memo: 'for the summary' })
+    expect(res.body.receive).toMatchObject({ account: bId, counterparty: aId, type: 'receive', amount: 2_500_000, ref: res.body.hash })
+    expect(await verifyBlockSignature(res.body.block)).toBe(true)
+    expect(await verifyBlockSignature(res.body.receive)).toBe(true)
+    expect((await a.get('/v1/ledger/account')).balance).toBe(7.5)
+    expect((await b.get('/v1/ledger/account')).balance).toBe(12.5)
+    await waitFor('alpha to see beta\'s receive', async () => await balance(a, bId) === 12.5)
+    expect(await balance(b, aId)).toBe(7.5)
+    const blocks = (await b.get(`/v1/ledger/blocks?account=${bId}`)).blocks
+    expect(blocks.map((x: any) => x.type)).toEqual(['genesis', 'receive'])
+    expect(blocks[1].ref).toBe(hashBlock(res.body.block))
+  })
+
+  it('refuses an overspend and malformed requests with clear 4xx errors, and nothing changes', async () => {
+    const over = await a.post('/v1/ledger/transfer', { to: bId, amount: 7.500001, reason: 'too much' })
+    expect(over.status).toBe(402)
+    expect(over.body.error).toMatch(/overspend/)
+    for (const [body, status, msg] of [
+      [{ to: bId, amount: -1 }, 400, /amount/],
+      [{ to: bId, amount: 0.0000001 }, 400, /6 decimals/],
+      [{ to: 'not-an-id', amount: 1 }, 400, /agent id/],
+      [{ to: aId, amount: 1 }, 400, /self-transfer/],
+      [{ amount: 1 }, 400, /body must be/]
+    ] as const) {
+      const r = await a.post('/v1/ledger/transfer', body)
+      expect(r.status, JSON.stringify(body)).toBe(status)
+      expect(r.body.error).toMatch(msg)
+    }
+    expect((await fetch(`${a.api}/v1/ledger/accounts/12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq`)).status).toBe(404)
+    const acct = await a.get('/v1/ledger/account')
+    expect(acct).toMatchObject({ balance: 7.5, seq: 1 })
+  })
+
+  it('a peer killed mid-way and restarted on the same disk loses nothing, and catches up on what it missed', async () => {
+    const before = await b.get('/v1/ledger/account')
+    b.child.kill('SIGKILL')
+    await new Promise(resolve => b.child.once('exit', resolve))
+    // Paid while beta is down: the send waits on alpha's chain until beta is back.
+    const res = await a.post('/v1/ledger/transfer', { to: bId, amount: 1, reason: 'while you were out' })
+    expect(res.status).toBe(201)
+    expect(res.body.acknowledged).toBe(false)
+    b = await startB()
+    expect((await b.get('/v1/mesh/self')).id).toBe(bId)
+    // Read before any sync could add to it: exactly the chain beta had written to disk.
+    expect(await b.get('/v1/ledger/account')).toEqual(before)
+    await waitFor('beta to receive the send made while it was down', async () => (await b.get('/v1/ledger/account')).balance === 13.5, 30_000)
+    await waitFor('alpha to see beta\'s receive', async () => await balance(a, bId) === 13.5, 30_000)
+    expect((await a.get('/v1/ledger/account')).balance).toBe(6.5)
+    expect((await b.get('/v1/ledger/diagnostics')).audit).toMatchObject({ grants: 20_000_000, burned: 0, balances: 20_000_000, inFlight: 0, supply: 20_000_000 })
+  })
+})
