@@ -18,6 +18,7 @@ import { normaliseProfile, type Identity, type Profile } from './identity.ts'
 import type { AgentHandle, ProfileUpdate } from './handle.ts'
 import type { AgentEvent, AgentSnapshot, ChatView } from './types.ts'
 import type { AgentContext, AgentService } from './service.ts'
+import { startTicker } from './ticker.ts'
 
 export interface AgentOptions {
   identity: Identity
@@ -53,7 +54,8 @@ export class Agent implements AgentHandle {
   private readonly rtts = new Map<string, number>()
   private readonly dialing = new Set<string>()
   private readonly startedAt = Date.now()
-  private timer?: ReturnType<typeof setInterval>
+  private stopTicker?: () => void
+  private readonly jobs: Array<{ everyMs: number, due: number, run: () => void | Promise<void> }> = []
   private lastAnnounce = 0
   private lastPing = 0
   private announceSoonTimer?: ReturnType<typeof setTimeout>
@@ -113,7 +115,7 @@ export class Agent implements AgentHandle {
     node.addEventListener('connection:close', () => { this.refreshLinks() })
     for (const service of this.services) await service.start(ctx)
     this.relay.start()
-    this.timer = setInterval(() => { void this.tick() }, TICK_MS)
+    this.stopTicker = startTicker(TICK_MS, () => { void this.tick() })
     // pubsub's first messages are often lost while the mesh forms: announce early and often at start.
     for (const ms of [300, 1200, 2500]) setTimeout(() => { void this.announce() }, ms)
   }
@@ -182,7 +184,7 @@ export class Agent implements AgentHandle {
   }
 
   async stop (): Promise<void> {
-    clearInterval(this.timer)
+    this.stopTicker?.()
     clearTimeout(this.announceSoonTimer)
     this.relay.stop()
     for (const service of [...this.services].reverse()) await service.stop().catch(() => {})
@@ -325,6 +327,11 @@ export class Agent implements AgentHandle {
       this.lastPing = now
       await this.measureRtts()
     }
+    for (const job of this.jobs) {
+      if (job.due > now) continue
+      job.due = now + job.everyMs
+      try { await job.run() } catch (err) { console.error('periodic job failed', err) }
+    }
   }
 
   // ---- composition ----
@@ -352,7 +359,9 @@ export class Agent implements AgentHandle {
         }, { runOnLimitedConnection: true })
       },
       connect: async peerId => await connectTo(this.node, peerId, candidateAddrs(peerId, this.table.get(peerId)?.addrs ?? [], this.relay.addrs)),
-      changed: () => { this.changed() }
+      changed: () => { this.changed() },
+      every: (ms, run) => { this.jobs.push({ everyMs: ms, due: Date.now() + ms, run }) },
+      rtt: peerId => this.rtts.get(peerId)
     }
   }
 

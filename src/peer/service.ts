@@ -29,6 +29,13 @@ export interface AgentContext {
   connect: (peerId: string) => Promise<Connection>
   /** Tells the UI and the API that something they show has changed. */
   changed: () => void
+  /**
+   * Runs `run` every `ms` (at 1 s granularity) on the agent's heartbeat, which keeps ticking in
+   * hidden browser tabs; services should not start timers of their own for periodic work.
+   */
+  every: (ms: number, run: () => void | Promise<void>) => void
+  /** Last measured round-trip time to a peer, ms. */
+  rtt: (peerId: string) => number | undefined
 }
 
 export interface AgentService {

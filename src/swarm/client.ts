@@ -1,0 +1,225 @@
+import type { Connection } from '@libp2p/interface'
+import type { Embedding, Head } from '../engine/stages.ts'
+import { Sampler, type SamplerOptions } from '../engine/sampler.ts'
+import type { LlamaConfig } from '../model/config.ts'
+import { HopSession } from './hop.ts'
+import { BanList, findRoute, type Hop } from './routing.ts'
+import { missingRanges, type ShardEntry } from './shard-table.ts'
+import { SessionFailure } from './session-wire.ts'
+import type { WireDType } from './tensor-codec.ts'
+import { compareOutputs, digest, type Standing } from './verify.ts'
+import type { SpotCheckEvidence } from './messages.ts'
+
+export interface ClientDeps {
+  connect: (peer: string) => Promise<Connection>
+  /** Live shard entries for the model. */
+  shards: () => ShardEntry[]
+  rtt: (peer: string) => number | undefined
+  bans: BanList
+  standing: Standing
+  /** Called with signed-to-be evidence when a spot check finds a mismatch. */
+  onEvidence?: (e: SpotCheckEvidence) => void
+  /** Probability that a decode step is also run on a second server of the same range. */
+  spotCheckRate?: number
+  random?: () => number
+}
+
+/** The caller's local stages, as in Petals: the embedding and head stay with the client. */
+export interface LocalEnds { config: LlamaConfig, embedding: Embedding, head: Head }
+
+export interface MeshGenerateOptions extends SamplerOptions {
+  maxTokens: number
+  stopTokens?: Set<number>
+  dtype?: WireDType
+  stepTimeoutMs?: number
+  signal?: AbortSignal
+  onToken?: (id: number) => void
+  onRoute?: (route: Hop[], reason: string) => void
+}
+
+export interface MeshGenerateResult {
+  tokens: number[]
+  routes: Array<{ hops: Hop[], reason: string }>
+  timings: { ttft_ms: number, total_ms: number, decode_tokens_per_s: number }
+  failovers: number
+  spotChecks: number
+}
+
+/** Inputs each hop has received so far, kept so a replacement can rebuild its cache by replay. */
+class History {
+  private chunks: Float32Array[] = []
+  tokens = 0
+  add (x: Float32Array, tokens: number): void { this.chunks.push(x); this.tokens += tokens }
+  all (): Float32Array {
+    const out = new Float32Array(this.chunks.reduce((n, c) => n + c.length, 0))
+    let o = 0
+    for (const c of this.chunks) { out.set(c, o); o += c.length }
+    this.chunks = [out]
+    return out
+  }
+}
+
+/**
+ * Generates through a chain of peers. On a failing hop (vanished, stalled, refusing, malformed)
+ * it bans the peer, routes a replacement for that hop's blocks onward, replays the recorded
+ * inputs to rebuild the replacement's KV cache, and continues: greedy output is unchanged.
+ */
+export class MeshClient {
+  constructor (private readonly deps: ClientDeps, private readonly ends: LocalEnds, readonly model: string) {}
+
+  plan (from: number): Hop[] {
+    const n = this.ends.config.nLayers
+    const entries = this.deps.shards()
+    const route = findRoute(entries, n, { rttMs: p => this.deps.rtt(p), banned: p => this.deps.bans.isBanned(p), standing: p => this.deps.standing.get(p), from })
+    if (route != null) return route
+    const gaps = missingRanges(entries, n).map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`))
+    throw new Error(gaps.length > 0
+      ? `the mesh does not cover this model: no peer serves block${gaps.length === 1 && !gaps[0].includes('-') ? '' : 's'} ${gaps.join(', ')} (of 0-${n - 1})`
+      : `no usable chain from block ${from}: every peer serving it failed recently; try again shortly`)
+  }
+
+  async generate (prompt: number[], opts: MeshGenerateOptions): Promise<MeshGenerateResult> {
+    if (prompt.length === 0) throw new Error('the prompt has no tokens')
+    const c = this.ends.config
+    const maxLength = prompt.length + opts.maxTokens
+    if (maxLength > c.contextLength) throw new Error(`prompt (${prompt.length}) + max tokens (${opts.maxTokens}) exceeds the model's context of ${c.contextLength} tokens`)
+    const dtype = opts.dtype ?? 'f32'
+    const timeoutMs = opts.stepTimeoutMs ?? 30_000
+    const sampler = new Sampler(opts)
+    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0 }, failovers: 0, spotChecks: 0 }
+    let hops: HopSession[] = []
+    let histories: History[] = []
+
+    const openChain = async (route: Hop[], replayInput?: Float32Array, replayTokens = 0): Promise<{ sessions: HopSession[], histories: History[] }> => {
+      const sessions: HopSession[] = []
+      const hist: History[] = []
+      let input = replayInput
+      for (const hop of route) {
+        const s = await HopSession.open(await this.deps.connect(hop.peer), hop, this.model, maxLength, { dtype, dim: c.dim, timeoutMs })
+        sessions.push(s)
+        const h = new History()
+        if (input != null && replayTokens > 0) {
+          h.add(input, replayTokens)
+          input = (await s.step(input, replayTokens)).out
+        }
+        hist.push(h)
+      }
+      return { sessions, histories: hist }
+    }
+
+    /** Replace hop i and everything after it, rebuilding caches from hop i's recorded inputs. */
+    const recover = async (i: number, err: unknown): Promise<void> => {
+      const failed = hops[i]
+      this.deps.bans.ban(failed.hop.peer)
+      for (const s of hops.slice(i)) void s.close()
+      for (let attempt = 0; ; attempt++) {
+        const route = this.plan(failed.hop.start)
+        try {
+          const replay = histories[i]
+          const opened = await openChain(route, replay.tokens > 0 ? replay.all() : undefined, replay.tokens)
+          hops = [...hops.slice(0, i), ...opened.sessions]
+          histories = [...histories.slice(0, i), ...opened.histories]
+          result.failovers++
+          const reason = `blocks ${failed.hop.start}+ moved off ${failed.hop.peer}: ${(err as Error)?.message ?? err}`
+          result.routes.push({ hops: hops.map(s => s.hop), reason })
+          opts.onRoute?.(hops.map(s => s.hop), reason)
+          return
+        } catch (e) {
+          if (!(e instanceof SessionFailure) || attempt >= 4) throw e
+          const bad = route.find(h => (e as Error).message.includes(h.peer))
+          if (bad != null) this.deps.bans.ban(bad.peer)
+        }
+      }
+    }
+
+    const forward = async (ids: number[]): Promise<Float32Array> => {
+      let hidden = this.ends.embedding.embed(ids)
+      for (let i = 0; i < hops.length;) {
+        opts.signal?.throwIfAborted()
+        try {
+          const { out } = await hops[i].step(hidden, ids.length)
+          if (ids.length === 1) await this.maybeSpotCheck(hops[i], histories[i], hidden, out, { maxLength, dtype, timeoutMs }, result)
+          histories[i].add(hidden, ids.length)
+          this.deps.bans.clear(hops[i].hop.peer)
+          hidden = out
+          i++
+        } catch (err) {
+          if (!(err instanceof SessionFailure)) throw err
+          await recover(i, err)
+        }
+      }
+      return await this.ends.head.logits(hidden.subarray((ids.length - 1) * c.dim), 1)
+    }
+
+    const t0 = performance.now()
+    const first = this.plan(0)
+    const opened = await openChain(first)
+    hops = opened.sessions
+    histories = opened.histories
+    result.routes.push({ hops: first, reason: 'initial' })
+    opts.onRoute?.(first, 'initial')
+    try {
+      let logits = await forward(prompt)
+      const history = [...prompt]
+      let tFirst = 0
+      while (result.tokens.length < opts.maxTokens) {
+        const id = sampler.sample(logits, history)
+        result.tokens.push(id)
+        history.push(id)
+        if (result.tokens.length === 1) tFirst = performance.now()
+        opts.onToken?.(id)
+        if (opts.stopTokens?.has(id) === true || result.tokens.length >= opts.maxTokens) break
+        logits = await forward([id])
+      }
+      const t2 = performance.now()
+      result.timings = {
+        ttft_ms: Math.round(tFirst - t0),
+        total_ms: Math.round(t2 - t0),
+        decode_tokens_per_s: result.tokens.length > 1 ? Math.round(((result.tokens.length - 1) / ((t2 - tFirst) / 1000)) * 10) / 10 : 0
+      }
+      return result
+    } finally {
+      for (const s of hops) void s.close()
+    }
+  }
+
+  /**
+   * With some probability, re-runs this step on a second server of the same range (a fresh
+   * session fed the hop's whole history) and compares; a mismatch becomes evidence.
+   */
+  private async maybeSpotCheck (session: HopSession, history: History, input: Float32Array, out: Float32Array,
+    o: { maxLength: number, dtype: WireDType, timeoutMs: number }, result: MeshGenerateResult): Promise<void> {
+    const rate = this.deps.spotCheckRate ?? 0
+    if (rate <= 0 || (this.deps.random ?? Math.random)() >= rate) return
+    const hop = session.hop
+    const other = this.deps.shards().find(e => e.start === hop.start && e.end === hop.end && e.peer !== hop.peer && !this.deps.bans.isBanned(e.peer))
+    if (other == null) return
+    const dim = this.ends.config.dim
+    const all = new Float32Array(history.all().length + input.length)
+    all.set(history.all())
+    all.set(input, all.length - input.length)
+    const tokens = history.tokens + 1
+    let checker: HopSession | undefined
+    try {
+      checker = await HopSession.open(await this.deps.connect(other.peer), { ...hop, peer: other.peer }, this.model, o.maxLength, { dtype: o.dtype, dim, timeoutMs: o.timeoutMs })
+      const ref = (await checker.step(all, tokens)).out.subarray((tokens - 1) * dim)
+      result.spotChecks++
+      const cmp = compareOutputs(out, ref)
+      if (!cmp.agrees) {
+        this.deps.standing.penalise(hop.peer)
+        this.deps.bans.ban(hop.peer)
+        this.deps.onEvidence?.({
+          model: this.model, start: hop.start, end: hop.end, accused: hop.peer, reference: other.peer,
+          maxDiff: cmp.maxDiff, tolerance: cmp.tolerance, inputDigest: digest(all), accusedDigest: digest(out), referenceDigest: digest(ref)
+        })
+        // The step itself is redone through the recovery path with the accused banned.
+        throw new SessionFailure('malformed', `${hop.peer} failed a spot check against ${other.peer} (max diff ${cmp.maxDiff.toExponential(2)} > ${cmp.tolerance.toExponential(2)})`)
+      }
+    } catch (err) {
+      if (err instanceof SessionFailure && err.message.includes('failed a spot check')) throw err
+      // The checker itself failing says nothing about the checked peer.
+    } finally {
+      void checker?.close()
+    }
+  }
+}

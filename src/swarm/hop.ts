@@ -1,0 +1,86 @@
+import type { Connection, Stream } from '@libp2p/interface'
+import { INFERENCE_PROTOCOL } from './messages.ts'
+import { decodeTensor, encodeTensor, type WireDType } from './tensor-codec.ts'
+import { SessionFailure, sessionFrames, type SessionReply } from './session-wire.ts'
+import type { Hop } from './routing.ts'
+
+/** The client's end of one inference session with one server (one hop of the chain). */
+export class HopSession {
+  position = 0
+  private constructor (
+    readonly hop: Hop,
+    private readonly stream: Stream,
+    private readonly frames: ReturnType<typeof sessionFrames>,
+    private readonly dtype: WireDType,
+    private readonly dim: number,
+    private readonly timeoutMs: number
+  ) {}
+
+  static async open (conn: Connection, hop: Hop, model: string, maxLength: number, opts: { dtype: WireDType, dim: number, timeoutMs: number }): Promise<HopSession> {
+    let stream: Stream
+    try {
+      stream = await conn.newStream(INFERENCE_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(opts.timeoutMs) })
+    } catch (err: any) {
+      throw new SessionFailure('transport', `cannot open a session with ${hop.peer}: ${err?.message ?? err}`)
+    }
+    const frames = sessionFrames(stream)
+    const session = new HopSession(hop, stream, frames, opts.dtype, opts.dim, opts.timeoutMs)
+    await session.call(async signal => {
+      await frames.write({ type: 'open', model, start: hop.start, end: hop.end, maxLength, dtype: opts.dtype }, signal)
+      await session.expectOk(signal)
+    })
+    return session
+  }
+
+  /** Sends `tokens` hidden states, returns the range's output for them. */
+  async step (hidden: Float32Array, tokens: number): Promise<{ out: Float32Array, computeMs: number }> {
+    return await this.call(async signal => {
+      await this.frames.write({ type: 'step', position: this.position, tokens }, signal)
+      await this.frames.writeBytes(encodeTensor(hidden, this.dtype), signal)
+      const reply = await this.expectOk(signal)
+      if (reply.tokens !== tokens) throw new SessionFailure('malformed', `${this.hop.peer} answered for ${String(reply.tokens)} tokens, not ${tokens}`)
+      let out: Float32Array
+      try {
+        out = decodeTensor(await this.frames.readBytes(signal), this.dtype, tokens * this.dim)
+      } catch (err: any) {
+        throw new SessionFailure('malformed', `${this.hop.peer} sent a bad tensor: ${err.message}`)
+      }
+      this.position += tokens
+      return { out, computeMs: reply.computeMs ?? 0 }
+    })
+  }
+
+  async close (): Promise<void> {
+    try {
+      await this.frames.write({ type: 'close' }, AbortSignal.timeout(2000))
+      await this.stream.close()
+    } catch {
+      this.stream.abort(new Error('session closed'))
+    }
+  }
+
+  /** A stalled peer is a failed peer: every exchange has a deadline. */
+  private async call<T> (fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const signal = AbortSignal.timeout(this.timeoutMs)
+    try {
+      return await fn(signal)
+    } catch (err: any) {
+      if (err instanceof SessionFailure) throw err
+      if (signal.aborted) throw new SessionFailure('timeout', `${this.hop.peer} did not answer within ${this.timeoutMs} ms`)
+      throw new SessionFailure('transport', `${this.hop.peer}: ${err?.message ?? err}`)
+    }
+  }
+
+  private async expectOk (signal: AbortSignal): Promise<Extract<SessionReply, { ok: true }>> {
+    let reply: SessionReply
+    try {
+      reply = await this.frames.readJson(signal)
+    } catch (err: any) {
+      if (signal.aborted) throw err
+      throw new SessionFailure('transport', `${this.hop.peer} closed the session: ${err?.message ?? err}`)
+    }
+    if (reply?.ok === true) return reply
+    if (reply?.ok === false) throw new SessionFailure(reply.error, `${this.hop.peer}: ${reply.error}: ${reply.detail}`)
+    throw new SessionFailure('malformed', `${this.hop.peer} sent an unreadable reply`)
+  }
+}

@@ -1,0 +1,30 @@
+import type { Stream } from '@libp2p/interface'
+import { jsonFrames } from '../mesh/frames.ts'
+import type { WireDType } from './tensor-codec.ts'
+
+/** Largest tensor frame: a long prefill of a wide model (e.g. 2048 tokens × 8192 dims × f32). */
+export const MAX_TENSOR_BYTES = 64 * 1024 * 1024
+
+/** Client → server messages of an inference session (one session per stream). */
+export type SessionRequest =
+  | { type: 'open', model: string, start: number, end: number, maxLength: number, dtype: WireDType }
+  /** Followed by one binary frame: `tokens` hidden states starting at `position`. */
+  | { type: 'step', position: number, tokens: number }
+  | { type: 'close' }
+
+/** Server → client replies; an ok step reply is followed by one binary frame. */
+export type SessionReply =
+  | { ok: true, tokens?: number, computeMs?: number }
+  | { ok: false, error: SessionError, detail: string }
+
+export type SessionError = 'busy' | 'unknown-model' | 'wrong-range' | 'bad-request' | 'context-full' | 'position' | 'internal'
+
+export function sessionFrames (stream: Stream) {
+  return jsonFrames(stream, MAX_TENSOR_BYTES)
+}
+
+export class SessionFailure extends Error {
+  constructor (readonly code: SessionError | 'timeout' | 'transport' | 'malformed', message: string) {
+    super(message)
+  }
+}

@@ -1,0 +1,258 @@
+import type { AgentContext, AgentService } from '../peer/service.ts'
+import type { Envelope } from '../protocol/envelope.ts'
+import { EVIDENCE_TOPIC, INFERENCE_PROTOCOL, SHARD_TOPIC, type ShardAnnounce, type SpotCheckEvidence } from './messages.ts'
+import { ShardServer, type ServedStats } from './server.ts'
+import { ShardTable, coverage, missingRanges, type ShardEntry } from './shard-table.ts'
+import { BanList, type Hop } from './routing.ts'
+import { chooseRange, shouldMove } from './placement.ts'
+import { MeshClient, type MeshGenerateOptions, type MeshGenerateResult, type LocalEnds } from './client.ts'
+import { Standing } from './verify.ts'
+import { blocksThatFit, loadEnds, loadRange, openForSwarm, type LoadedModel, type Progress } from './hosting.ts'
+
+const ANNOUNCE_EVERY_MS = 10_000
+const REBALANCE_EVERY_MS = 30_000
+
+export interface SwarmOptions {
+  /** Memory this agent lends to hosting: weights plus KV caches. */
+  memoryBudgetBytes?: number
+  /** Share of that budget kept for the KV caches of client sessions. */
+  cacheShare?: number
+  spotCheckRate?: number
+}
+
+export interface HostingView {
+  model: string
+  name: string
+  start: number
+  end: number
+  pinned: boolean
+  stats: ServedStats
+}
+
+export interface SwarmView {
+  models: Array<{ model: string, name: string, nLayers: number, coverage: number[], missing: Array<[number, number]>, servers: ShardEntry[] }>
+  hosting?: HostingView
+  loading?: { phase: string, done: number, total: number }
+  evidence: Array<SpotCheckEvidence & { by: string, ts: number }>
+  standing: Record<string, number>
+  lastRoute?: { model: string, hops: Hop[], reason: string }
+}
+
+/**
+ * Distributed inference for an agent: hosts a block range (chosen by placement, or pinned),
+ * serves sessions over `/clawnet/inference/1.0.0`, keeps the shard table, and generates through
+ * the mesh as a client with failover and spot checks.
+ */
+export class SwarmService implements AgentService {
+  readonly name = 'swarm'
+  readonly table = new ShardTable()
+  readonly bans = new BanList()
+  readonly standing = new Standing()
+  private ctx?: AgentContext
+  private server?: ShardServer
+  private model?: LoadedModel
+  private pinned = false
+  private loading?: SwarmView['loading']
+  private readonly evidence: SwarmView['evidence'] = []
+  private lastRoute?: SwarmView['lastRoute']
+  private readonly clients = new Map<string, Promise<{ model: LoadedModel, ends: LocalEnds }>>()
+
+  constructor (private readonly opts: SwarmOptions = {}) {}
+
+  async start (ctx: AgentContext): Promise<void> {
+    this.ctx = ctx
+    ctx.subscribe(SHARD_TOPIC, env => { this.onShard(env) })
+    ctx.subscribe(EVIDENCE_TOPIC, env => { this.onEvidence(env) })
+    await ctx.handle(INFERENCE_PROTOCOL, async (stream, conn) => {
+      if (this.server == null) {
+        stream.abort(new Error('this agent hosts no blocks'))
+        return
+      }
+      this.ctx?.changed()
+      await this.server.handle(stream, conn)
+      this.ctx?.changed()
+    })
+    ctx.every(ANNOUNCE_EVERY_MS, async () => {
+      if (this.table.expire()) ctx.changed()
+      if (this.server?.reapIdle() ?? 0) ctx.changed()
+      await this.announce()
+    })
+    ctx.every(REBALANCE_EVERY_MS, async () => { await this.rebalance() })
+  }
+
+  async stop (): Promise<void> {
+    await this.unhost()
+  }
+
+  // ---- hosting ----
+
+  /**
+   * Hosts a range of the model at `location`: the pinned `layers`, or the range placement picks
+   * where the mesh is thinnest within this agent's memory budget. Only that range's weights load.
+   */
+  async host (location: string | Blob, opts: { layers?: [number, number], pin?: boolean, onProgress?: Progress } = {}): Promise<HostingView> {
+    const progress: Progress = (phase, done, total) => {
+      this.loading = { phase, done, total }
+      opts.onProgress?.(phase, done, total)
+      this.ctx?.changed()
+    }
+    try {
+      const m = await openForSwarm(location, progress)
+      const n = m.opened.model.config.nLayers
+      const [first, last] = opts.layers ?? chooseRange(this.table.forModel(m.manifest).filter(e => e.peer !== this.ctx?.id), n, this.span(m))
+      if (!Number.isInteger(first) || !Number.isInteger(last) || first < 0 || last < first || last >= n) {
+        throw new Error(`layers ${first}-${last} are outside the model's blocks 0-${n - 1}`)
+      }
+      await this.unhost()
+      const { hosted, msPerTokenLayer } = await loadRange(m, first, last, progress)
+      this.model = m
+      this.pinned = opts.pin ?? opts.layers != null
+      this.server = new ShardServer(hosted, { cacheBudgetBytes: this.cacheBudget() }, msPerTokenLayer)
+      await this.announce()
+      return this.hostingView()!
+    } finally {
+      this.loading = undefined
+      this.ctx?.changed()
+    }
+  }
+
+  async unhost (): Promise<void> {
+    const server = this.server
+    this.server = undefined
+    await server?.hosted.range.release()
+    this.ctx?.changed()
+  }
+
+  private span (m: LoadedModel): number {
+    return blocksThatFit(m, (this.opts.memoryBudgetBytes ?? 2 ** 31) * (1 - (this.opts.cacheShare ?? 0.25)))
+  }
+
+  private cacheBudget (): number {
+    return (this.opts.memoryBudgetBytes ?? 2 ** 31) * (this.opts.cacheShare ?? 0.25)
+  }
+
+  /** Moves to another range when that lifts the mesh's bottleneck enough (never when pinned). */
+  private async rebalance (): Promise<void> {
+    if (this.server == null || this.model == null || this.pinned || this.ctx == null || this.server.stats().sessions > 0) return
+    const h = this.server.hosted
+    const n = h.config.nLayers
+    const target = shouldMove(this.table.forModel(h.model), this.ctx.id, [h.range.first, h.range.last], n)
+    if (target != null) await this.host(this.model.location, { layers: target, pin: false })
+  }
+
+  private async announce (): Promise<void> {
+    if (this.server == null || this.ctx == null) return
+    const h = this.server.hosted
+    const stats = this.server.stats()
+    const rtts: Record<string, number> = {}
+    for (const p of this.ctx.peers().slice(0, 64)) {
+      const r = this.ctx.rtt(p.id)
+      if (r != null) rtts[p.id] = r
+    }
+    const body: ShardAnnounce = {
+      model: h.model,
+      name: h.name.slice(0, 128),
+      nLayers: h.config.nLayers,
+      start: h.range.first,
+      end: h.range.last,
+      msPerTokenLayer: Math.round(stats.msPerTokenLayer * 1000) / 1000,
+      freeCacheTokens: stats.freeCacheTokens,
+      load: stats.capacityTokens > 0 ? Math.min(1, 1 - stats.freeCacheTokens / stats.capacityTokens) : 1,
+      rtts,
+      url: h.url,
+      ttl: Math.round((ANNOUNCE_EVERY_MS * 3) / 1000)
+    }
+    this.table.apply(this.ctx.id, body)
+    await this.ctx.publish(SHARD_TOPIC, 'shard.announce', body)
+  }
+
+  private onShard (env: Envelope): void {
+    if (env.type !== 'shard.announce') return
+    this.table.apply(env.from, env.body as ShardAnnounce)
+    this.ctx?.changed()
+  }
+
+  private onEvidence (env: Envelope): void {
+    if (env.type !== 'shard.evidence') return
+    const e = env.body as SpotCheckEvidence
+    // Evidence is a signed claim by the checker, not proof: it lowers standing, it does not ban.
+    this.standing.penalise(e.accused, 0.7)
+    this.evidence.push({ ...e, by: env.from, ts: env.ts })
+    if (this.evidence.length > 100) this.evidence.shift()
+    this.ctx?.changed()
+  }
+
+  // ---- client ----
+
+  /** The embedding and head of a model this agent uses (loaded once, from the URL the hosts announce). */
+  private async ends (model: string, location?: string | Blob): Promise<{ model: LoadedModel, ends: LocalEnds }> {
+    let pending = this.clients.get(model)
+    if (pending == null) {
+      const from = location ?? (this.model?.manifest === model ? this.model.location : this.table.forModel(model).find(e => e.url != null)?.url)
+      if (from == null) throw new Error(`no local copy and no announced URL for model ${model.slice(0, 12)}…: open the model file to use it`)
+      pending = (async () => {
+        const m = this.model?.manifest === model ? this.model : await openForSwarm(from)
+        if (m.manifest !== model) throw new Error(`the file at ${String(from)} is a different model version (${m.manifest.slice(0, 12)}…, wanted ${model.slice(0, 12)}…)`)
+        return { model: m, ends: await loadEnds(m) }
+      })()
+      this.clients.set(model, pending)
+      pending.catch(() => this.clients.delete(model))
+    }
+    return await pending
+  }
+
+  /** Generates through the mesh; `prompt` is text (encoded with the model's tokenizer) or token ids. */
+  async generate (model: string, prompt: string | number[], opts: Omit<MeshGenerateOptions, 'stopTokens'> & { location?: string | Blob, stopAtEos?: boolean }): Promise<MeshGenerateResult & { promptTokens: number[], text: string }> {
+    const ctx = this.ctx
+    if (ctx == null) throw new Error('the agent is not running')
+    const { model: m, ends } = await this.ends(model, opts.location)
+    const tokenizer = m.opened.tokenizer
+    const promptTokens = typeof prompt === 'string' ? tokenizer.encode(prompt) : prompt
+    const client = new MeshClient({
+      connect: async peer => await ctx.connect(peer),
+      shards: () => this.table.forModel(model),
+      rtt: peer => ctx.rtt(peer),
+      bans: this.bans,
+      standing: this.standing,
+      spotCheckRate: this.opts.spotCheckRate,
+      onEvidence: e => { void ctx.publish(EVIDENCE_TOPIC, 'shard.evidence', e); this.evidence.push({ ...e, by: ctx.id, ts: Date.now() }); ctx.changed() }
+    }, ends, model)
+    const decoder = tokenizer.decoder()
+    let text = ''
+    const result = await client.generate(promptTokens, {
+      ...opts,
+      stopTokens: opts.stopAtEos === false ? undefined : tokenizer.stopTokens,
+      onToken: id => { text += decoder.push(id); opts.onToken?.(id) },
+      onRoute: (hops, reason) => { this.lastRoute = { model, hops, reason }; ctx.changed(); opts.onRoute?.(hops, reason) }
+    })
+    text += decoder.flush()
+    return { ...result, promptTokens, text }
+  }
+
+  /** Decodes token ids with a model's tokenizer (for streaming UIs and the OpenAI API). */
+  async decoderFor (model: string): Promise<ReturnType<LoadedModel['opened']['tokenizer']['decoder']>> {
+    return (await this.ends(model)).model.opened.tokenizer.decoder()
+  }
+
+  // ---- views ----
+
+  private hostingView (): HostingView | undefined {
+    if (this.server == null) return undefined
+    const h = this.server.hosted
+    return { model: h.model, name: h.name, start: h.range.first, end: h.range.last, pinned: this.pinned, stats: this.server.stats() }
+  }
+
+  view (): SwarmView {
+    return {
+      models: this.table.models().map(m => {
+        const servers = this.table.forModel(m.model)
+        return { ...m, coverage: coverage(servers, m.nLayers), missing: missingRanges(servers, m.nLayers), servers }
+      }),
+      hosting: this.hostingView(),
+      loading: this.loading,
+      evidence: this.evidence.slice(),
+      standing: this.standing.all(),
+      lastRoute: this.lastRoute
+    }
+  }
+}
