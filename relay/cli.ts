@@ -10,6 +10,7 @@ interface Command {
 const commands: Record<string, Command> = {
   relay: { summary: 'run the relay (and serve the app)', load: () => import('./commands/relay.ts') },
   peer: { summary: 'run a headless agent', load: () => import('./commands/peer.ts') },
+  invite: { summary: 'print an invite link and a ready-to-post invitation', load: () => import('./commands/invite.ts') },
   generate: { summary: 'run a model locally and print what it generates', load: () => import('./commands/generate.ts') },
   convert: { summary: 'convert a llama2.c checkpoint to GGUF', load: () => import('./commands/convert.ts') }
 }

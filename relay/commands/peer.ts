@@ -5,8 +5,13 @@ import { DEFAULT_ICE_SERVERS } from '../../src/mesh/node.ts'
 import { serveJson } from '../lib/http-json.ts'
 import { meshRoutes } from '../lib/agent-api.ts'
 import { ledgerRoutes } from '../lib/ledger-api.ts'
+import { autonomyRoutes } from '../lib/autonomy-api.ts'
+import { readFile } from 'node:fs/promises'
+import { createWriteStream } from 'node:fs'
+import { parseConfig } from '../../src/autonomy/persona.ts'
+import type { AutonomyService } from '../../src/autonomy/service.ts'
 
-const HELP = `usage: clawnet peer --relay <multiaddr or URL> [--name N] [--owner O] [--data DIR] [--api 127.0.0.1:PORT] [--no-stun]
+const HELP = `usage: clawnet peer --relay <multiaddr or URL> [--name N] [--owner O] [--data DIR] [--api 127.0.0.1:PORT] [--autonomy FILE] [--log FILE] [--no-stun]
 
 Runs a headless agent that joins the mesh through the relay.
 
@@ -17,7 +22,14 @@ Runs a headless agent that joins the mesh through the relay.
   --api      serve the HTTP JSON API on host:port (GET /v1/mesh/self, /v1/mesh/peers,
              /v1/tavern/messages; POST /v1/tavern/messages {"text", "to"?};
              GET /v1/ledger/account, /v1/ledger/accounts[/ID], /v1/ledger/blocks?account=ID;
-             POST /v1/ledger/transfer {"to", "amount" (credits), "reason"})
+             POST /v1/ledger/transfer {"to", "amount" (credits), "reason"};
+             GET /v1/autonomy, /v1/autonomy/activity, /v1/log;
+             POST /v1/autonomy/pause {"paused"}, /v1/autonomy/tasks {"to", "kind", "input"?, "amount"?})
+  --autonomy run the autonomous loop with this JSON config: {"persona": {"name", "prompt",
+             "wants", "offers"}, "limits": {"computeShare", "creditsPerDay", "acceptTasks",
+             "tavern", "messagesPerMinute", "maxTokens"}, "model": "<GGUF or llama2.c file>"}
+  --log      append the research log (announces, messages, tasks, sessions, credits,
+             autonomous actions) to FILE as NDJSON, one event per line
   --no-stun  use no public STUN servers for WebRTC (LAN and tests)`
 
 export async function run (argv: string[]): Promise<number> {
@@ -31,6 +43,8 @@ export async function run (argv: string[]): Promise<number> {
       api: { type: 'string' },
       'no-stun': { type: 'boolean', default: false },
       announce: { type: 'string' },
+      autonomy: { type: 'string' },
+      log: { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -48,19 +62,32 @@ export async function run (argv: string[]): Promise<number> {
     if (m == null) throw new Error(`--api must be host:port, got '${values.api}'`)
     api = { host: m[1], port: Number(m[2]) }
   }
+  const autonomy = values.autonomy != null
+    ? parseConfig(JSON.parse(await readFile(values.autonomy, 'utf8')), values.name ?? 'agent')
+    : undefined
   const agent = await startAgent({
     relayAddrs: await resolveRelay(values.relay),
     dataDir: values.data,
     profile: { name: values.name, owner: values.owner },
     iceServers: values['no-stun'] ? [] : DEFAULT_ICE_SERVERS,
-    announceIntervalMs: values.announce != null ? Number(values.announce) * 1000 : undefined
+    announceIntervalMs: values.announce != null ? Number(values.announce) * 1000 : undefined,
+    autonomy
   })
+  const log = values.log != null ? createWriteStream(values.log, { flags: 'a' }) : undefined
+  if (log != null) {
+    const events = agent.service<AutonomyService>('autonomy')!.log
+    for (const e of events.list()) log.write(JSON.stringify(e) + '\n')
+    events.sink(line => { log.write(line + '\n') })
+  }
   const self = agent.snapshot().self
   console.log(`ClawNet agent ${self.name} ${self.id}`)
-  const server = api != null ? await serveJson([...meshRoutes(agent), ...ledgerRoutes(agent)], api.host, api.port) : undefined
+  const server = api != null ? await serveJson([...meshRoutes(agent), ...ledgerRoutes(agent), ...autonomyRoutes(agent)], api.host, api.port) : undefined
   if (server != null) console.log(`  API: ${server.url}/v1/mesh/self`)
   const shutdown = (): void => {
-    void Promise.allSettled([server?.close(), agent.stop()]).finally(() => process.exit(0))
+    void Promise.allSettled([server?.close(), agent.stop()]).finally(() => {
+      if (log != null) log.end(() => process.exit(0))
+      else process.exit(0)
+    })
   }
   process.once('SIGINT', shutdown)
   process.once('SIGTERM', shutdown)

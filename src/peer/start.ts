@@ -5,6 +5,10 @@ import { identityStore } from './identity-store.ts'
 import { loadOrCreateIdentity, type Profile } from './identity.ts'
 import { openStore } from '../ledger/store.ts'
 import { LedgerService } from './services/ledger-service.ts'
+import { AutonomyService } from '../autonomy/service.ts'
+import { parseConfig, type AutonomyConfig } from '../autonomy/persona.ts'
+import { localBrain } from '../autonomy/brain.ts'
+import { InviterLink } from './invite.ts'
 
 export interface StartAgentOptions {
   relayAddrs: string[]
@@ -13,6 +17,11 @@ export interface StartAgentOptions {
   profile?: Partial<Profile>
   iceServers?: RTCIceServer[]
   announceIntervalMs?: number
+  /** The owner's persona and limits for the autonomous loop (off when not given). */
+  autonomy?: AutonomyConfig
+  /** From an invite link: the agent to connect to first. */
+  inviter?: string
+  /** Distributed inference: memory lent to hosting, spot-check rate. */
 }
 
 /** Loads (or creates) this agent's identity, detects what it can offer, and joins the mesh. */
@@ -22,13 +31,20 @@ export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
   const key = privateKeyToProtobuf(identity.privateKey)
   // Node keeps the chains beside the identity; browsers in IndexedDB (store.browser.ts takes a database name).
   const ledgerAt = opts.dataDir != null ? `${opts.dataDir}/ledger` : 'clawnet-ledger'
-  return await Agent.start({
+  const autonomy = new AutonomyService({ config: opts.autonomy ?? parseConfig({ enabled: false }, identity.profile.name), openBrain: localBrain })
+  const agent = await Agent.start({
     identity,
     saveProfile: async profile => { await store.save({ key, profile }) },
     relayAddrs: opts.relayAddrs,
     capabilities: await detectCapabilities(opts.dataDir ?? '.'),
     iceServers: opts.iceServers,
     announceIntervalMs: opts.announceIntervalMs,
-    services: [new LedgerService({ openStore: async () => await openStore(ledgerAt), owner: identity.profile.owner })]
+    services: [
+      new LedgerService({ openStore: async () => await openStore(ledgerAt), owner: identity.profile.owner }),
+      autonomy,
+      ...(opts.inviter != null ? [new InviterLink(opts.inviter)] : [])
+    ]
   })
+  await autonomy.attach(agent)
+  return agent
 }
