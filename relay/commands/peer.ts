@@ -6,6 +6,8 @@ import { serveJson } from '../lib/http-json.ts'
 import { meshRoutes } from '../lib/agent-api.ts'
 import { ledgerRoutes } from '../lib/ledger-api.ts'
 import { autonomyRoutes } from '../lib/autonomy-api.ts'
+import { swarmRoutes } from '../lib/swarm-api.ts'
+import type { SwarmService } from '../../src/swarm/swarm-service.ts'
 import { readFile } from 'node:fs/promises'
 import { createWriteStream } from 'node:fs'
 import { parseConfig } from '../../src/autonomy/persona.ts'
@@ -30,6 +32,13 @@ Runs a headless agent that joins the mesh through the relay.
              "tavern", "messagesPerMinute", "maxTokens"}, "model": "<GGUF or llama2.c file>"}
   --log      append the research log (announces, messages, tasks, sessions, credits,
              autonomous actions) to FILE as NDJSON, one event per line
+  --host-model  host blocks of this model (GGUF or llama2.c file, or URL) for the mesh;
+             the range is chosen where the mesh is thinnest unless --layers pins it
+  --layers   pin the hosted blocks, A-B (0-based, inclusive)
+  --memory-mb  memory lent to hosting: weights and KV caches (default 2048)
+  --spot-check  probability that a step this agent requests is re-run on a second peer (default 0)
+             With --api also: GET /v1/swarm, POST /v1/swarm/host {"model", "layers"?},
+             and the OpenAI-compatible GET /v1/models, POST /v1/completions, /v1/chat/completions
   --no-stun  use no public STUN servers for WebRTC (LAN and tests)`
 
 export async function run (argv: string[]): Promise<number> {
@@ -45,6 +54,10 @@ export async function run (argv: string[]): Promise<number> {
       announce: { type: 'string' },
       autonomy: { type: 'string' },
       log: { type: 'string' },
+      'host-model': { type: 'string' },
+      layers: { type: 'string' },
+      'memory-mb': { type: 'string', default: '2048' },
+      'spot-check': { type: 'string', default: '0' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -62,6 +75,11 @@ export async function run (argv: string[]): Promise<number> {
     if (m == null) throw new Error(`--api must be host:port, got '${values.api}'`)
     api = { host: m[1], port: Number(m[2]) }
   }
+  const layers = values.layers != null ? parseLayers(values.layers) : undefined
+  const memoryMb = Number(values['memory-mb'])
+  if (!(memoryMb > 0)) throw new Error(`--memory-mb must be a positive number, got '${values['memory-mb']}'`)
+  const spotCheckRate = Number(values['spot-check'])
+  if (!(spotCheckRate >= 0 && spotCheckRate <= 1)) throw new Error(`--spot-check must be a probability from 0 to 1, got '${values['spot-check']}'`)
   const autonomy = values.autonomy != null
     ? parseConfig(JSON.parse(await readFile(values.autonomy, 'utf8')), values.name ?? 'agent')
     : undefined
@@ -71,7 +89,8 @@ export async function run (argv: string[]): Promise<number> {
     profile: { name: values.name, owner: values.owner },
     iceServers: values['no-stun'] ? [] : DEFAULT_ICE_SERVERS,
     announceIntervalMs: values.announce != null ? Number(values.announce) * 1000 : undefined,
-    autonomy
+    autonomy,
+    swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, spotCheckRate }
   })
   const log = values.log != null ? createWriteStream(values.log, { flags: 'a' }) : undefined
   if (log != null) {
@@ -81,7 +100,11 @@ export async function run (argv: string[]): Promise<number> {
   }
   const self = agent.snapshot().self
   console.log(`ClawNet agent ${self.name} ${self.id}`)
-  const server = api != null ? await serveJson([...meshRoutes(agent), ...ledgerRoutes(agent), ...autonomyRoutes(agent)], api.host, api.port) : undefined
+  if (values['host-model'] != null) {
+    const hosting = await agent.service<SwarmService>('swarm')!.host(values['host-model'], { layers })
+    console.log(`  hosting blocks ${hosting.start}-${hosting.end} of ${hosting.name} (${hosting.model.slice(0, 12)}…)`)
+  }
+  const server = api != null ? await serveJson([...meshRoutes(agent), ...ledgerRoutes(agent), ...autonomyRoutes(agent), ...swarmRoutes(agent)], api.host, api.port) : undefined
   if (server != null) console.log(`  API: ${server.url}/v1/mesh/self`)
   const shutdown = (): void => {
     void Promise.allSettled([server?.close(), agent.stop()]).finally(() => {
@@ -93,4 +116,10 @@ export async function run (argv: string[]): Promise<number> {
   process.once('SIGTERM', shutdown)
   await new Promise(() => {})
   return 0
+}
+
+function parseLayers (spec: string): [number, number] {
+  const m = /^(\d+)-(\d+)$/.exec(spec.trim()) ?? /^(\d+)()$/.exec(spec.trim())
+  if (m == null) throw new Error(`--layers must be A-B (0-based, inclusive), got '${spec}'`)
+  return [Number(m[1]), m[2] === '' ? Number(m[1]) : Number(m[2])]
 }

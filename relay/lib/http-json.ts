@@ -5,10 +5,15 @@ export class HttpError extends Error {
   constructor (readonly status: number, message: string) { super(message) }
 }
 
+/** A handler result sent as Server-Sent Events (`data: <json>` per event, then `data: [DONE]`). */
+export class EventStream {
+  constructor (readonly events: AsyncIterable<unknown>) {}
+}
+
 export interface Route {
   method: 'GET' | 'POST'
   path: RegExp
-  handle: (ctx: { params: string[], query: URLSearchParams, body: any }) => Promise<unknown> | unknown
+  handle: (ctx: { params: string[], query: URLSearchParams, body: any, signal: AbortSignal }) => Promise<unknown> | unknown
 }
 
 const MAX_BODY = 64 * 1024
@@ -35,6 +40,22 @@ function send (res: ServerResponse, status: number, value: unknown): void {
   res.end(body)
 }
 
+async function sendEvents (res: ServerResponse, stream: EventStream, abort: AbortController): Promise<void> {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
+  try {
+    for await (const event of stream.events) {
+      if (abort.signal.aborted) return
+      res.write(`data: ${JSON.stringify(event)}\n\n`)
+    }
+    res.write('data: [DONE]\n\n')
+  } catch (err: any) {
+    // Headers are gone already: report the error as an event the client can show.
+    res.write(`data: ${JSON.stringify({ error: { message: String(err?.message ?? err) } })}\n\n`)
+  } finally {
+    res.end()
+  }
+}
+
 /** A tiny JSON-over-HTTP server: routes in, errors out as `{ "error": "…" }` with a fitting status. */
 export async function serveJson (routes: Route[], host: string, port: number): Promise<{ server: Server, url: string, close: () => Promise<void> }> {
   const server = createServer((req, res) => {
@@ -45,8 +66,12 @@ export async function serveJson (routes: Route[], host: string, port: number): P
       const hit = matches.find(x => x.r.method === req.method)
       if (hit == null) throw new HttpError(405, `${req.method ?? '?'} not allowed on ${url.pathname}`)
       const body = req.method === 'POST' ? await readJson(req) : undefined
-      const result = await hit.r.handle({ params: hit.m!.slice(1), query: url.searchParams, body })
-      send(res, req.method === 'POST' ? 201 : 200, result)
+      // A client that hangs up stops the work it asked for (a generation, say).
+      const abort = new AbortController()
+      res.on('close', () => { if (!res.writableFinished) abort.abort() })
+      const result = await hit.r.handle({ params: hit.m!.slice(1), query: url.searchParams, body, signal: abort.signal })
+      if (result instanceof EventStream) await sendEvents(res, result, abort)
+      else send(res, req.method === 'POST' ? 201 : 200, result)
     })().catch(err => {
       send(res, err instanceof HttpError ? err.status : 500, { error: String(err?.message ?? err) })
     })

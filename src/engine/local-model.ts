@@ -30,8 +30,11 @@ export interface ModelSummary {
 
 export interface OpenedModel { model: ModelFile, tokenizer: Tokenizer, summary: ModelSummary }
 
-export async function openLocalModel (location: string | Blob, tokenizerLocation?: string | Blob, onBytes?: (loaded: number) => void): Promise<OpenedModel> {
-  const model = await openModelSource(await openSource(location, onBytes))
+const isByteSource = (x: unknown): x is ByteSource => typeof (x as ByteSource)?.read === 'function' && typeof (x as ByteSource).size === 'number'
+
+/** Opens a model from a path, URL, local file, or any byte source (e.g. a peer serving its bytes). */
+export async function openLocalModel (location: string | Blob | ByteSource, tokenizerLocation?: string | Blob, onBytes?: (loaded: number) => void): Promise<OpenedModel> {
+  const model = await openModelSource(isByteSource(location) ? location : await openSource(location, onBytes))
   let tokenizer: Tokenizer
   if (model.vocab != null) {
     tokenizer = makeTokenizer(model.vocab)

@@ -9,6 +9,7 @@ import { AutonomyService } from '../autonomy/service.ts'
 import { parseConfig, type AutonomyConfig } from '../autonomy/persona.ts'
 import { localBrain } from '../autonomy/brain.ts'
 import { InviterLink } from './invite.ts'
+import { SwarmService, type SwarmOptions } from '../swarm/swarm-service.ts'
 
 export interface StartAgentOptions {
   relayAddrs: string[]
@@ -22,6 +23,7 @@ export interface StartAgentOptions {
   /** From an invite link: the agent to connect to first. */
   inviter?: string
   /** Distributed inference: memory lent to hosting, spot-check rate. */
+  swarm?: SwarmOptions
 }
 
 /** Loads (or creates) this agent's identity, detects what it can offer, and joins the mesh. */
@@ -42,6 +44,7 @@ export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
     services: [
       new LedgerService({ openStore: async () => await openStore(ledgerAt), owner: identity.profile.owner }),
       autonomy,
+      new SwarmService(opts.swarm),
       ...(opts.inviter != null ? [new InviterLink(opts.inviter)] : [])
     ]
   })

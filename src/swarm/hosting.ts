@@ -4,18 +4,25 @@ import { estimateMemory } from '../engine/memory.ts'
 import { openLocalModel, type OpenedModel } from '../engine/local-model.ts'
 import { computeManifest } from '../model/manifest.ts'
 import type { Runtime } from '../engine/runtime.ts'
+import type { ByteSource } from '../model/source-http.ts'
 import type { HostedRange } from './server.ts'
 import type { LocalEnds } from './client.ts'
 
-export interface LoadedModel { opened: OpenedModel, manifest: string, location: string | Blob, runtime: Runtime }
+export type ModelLocation = string | Blob | ByteSource
+
+export interface LoadedModel { opened: OpenedModel, manifest: string, location: ModelLocation, runtime: Runtime }
 
 export type Progress = (phase: string, done: number, total: number) => void
 
-/** Opens a model (header, tokenizer) and names it by its manifest hash. */
-export async function openForSwarm (location: string | Blob, onProgress?: Progress): Promise<LoadedModel> {
+/**
+ * Opens a model (header, tokenizer) and names it by its manifest hash. `trustedManifest` skips
+ * hashing every tensor: a client taking only the embedding and head from a host it routes
+ * through anyway need not download the whole model to name it.
+ */
+export async function openForSwarm (location: ModelLocation, onProgress?: Progress, trustedManifest?: string): Promise<LoadedModel> {
   const opened = await openLocalModel(location, undefined, loaded => onProgress?.('header', loaded, 0))
-  const manifest = await computeManifest(opened.model, (done, total) => onProgress?.('manifest', done, total))
-  return { opened, manifest: manifest.id, location, runtime: await loadRuntime() }
+  const manifest = trustedManifest ?? (await computeManifest(opened.model, (done, total) => onProgress?.('manifest', done, total))).id
+  return { opened, manifest, location, runtime: await loadRuntime() }
 }
 
 /** How many blocks fit in a memory budget, from the model's own per-block estimate. */

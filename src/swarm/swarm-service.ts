@@ -1,13 +1,15 @@
 import type { AgentContext, AgentService } from '../peer/service.ts'
 import type { Envelope } from '../protocol/envelope.ts'
-import { EVIDENCE_TOPIC, INFERENCE_PROTOCOL, SHARD_TOPIC, type ShardAnnounce, type SpotCheckEvidence } from './messages.ts'
+import { EVIDENCE_TOPIC, INFERENCE_PROTOCOL, SHARD_TOPIC, WEIGHTS_PROTOCOL, type ShardAnnounce, type SpotCheckEvidence } from './messages.ts'
 import { ShardServer, type ServedStats } from './server.ts'
 import { ShardTable, coverage, missingRanges, type ShardEntry } from './shard-table.ts'
 import { BanList, type Hop } from './routing.ts'
 import { chooseRange, shouldMove } from './placement.ts'
 import { MeshClient, type MeshGenerateOptions, type MeshGenerateResult, type LocalEnds } from './client.ts'
 import { Standing } from './verify.ts'
-import { blocksThatFit, loadEnds, loadRange, openForSwarm, type LoadedModel, type Progress } from './hosting.ts'
+import { encodeChat, type ChatMessage } from '../model/chat-template.ts'
+import { blocksThatFit, loadEnds, loadRange, openForSwarm, type LoadedModel, type ModelLocation, type Progress } from './hosting.ts'
+import { openPeerSource, serveWeights } from './weights.ts'
 
 const ANNOUNCE_EVERY_MS = 10_000
 const REBALANCE_EVERY_MS = 30_000
@@ -72,6 +74,9 @@ export class SwarmService implements AgentService {
       await this.server.handle(stream, conn)
       this.ctx?.changed()
     })
+    await ctx.handle(WEIGHTS_PROTOCOL, async stream => {
+      await serveWeights(stream, model => this.model?.manifest === model ? this.model.opened.model.source : undefined)
+    })
     ctx.every(ANNOUNCE_EVERY_MS, async () => {
       if (this.table.expire()) ctx.changed()
       if (this.server?.reapIdle() ?? 0) ctx.changed()
@@ -90,7 +95,7 @@ export class SwarmService implements AgentService {
    * Hosts a range of the model at `location`: the pinned `layers`, or the range placement picks
    * where the mesh is thinnest within this agent's memory budget. Only that range's weights load.
    */
-  async host (location: string | Blob, opts: { layers?: [number, number], pin?: boolean, onProgress?: Progress } = {}): Promise<HostingView> {
+  async host (location: ModelLocation, opts: { layers?: [number, number], pin?: boolean, onProgress?: Progress } = {}): Promise<HostingView> {
     const progress: Progress = (phase, done, total) => {
       this.loading = { phase, done, total }
       opts.onProgress?.(phase, done, total)
@@ -184,15 +189,15 @@ export class SwarmService implements AgentService {
 
   // ---- client ----
 
-  /** The embedding and head of a model this agent uses (loaded once, from the URL the hosts announce). */
-  private async ends (model: string, location?: string | Blob): Promise<{ model: LoadedModel, ends: LocalEnds }> {
+  /**
+   * The embedding and head of a model this agent uses, loaded once: from our own copy, the URL
+   * hosts announce, or else the bytes of a host that holds the model.
+   */
+  private async ends (model: string, location?: ModelLocation): Promise<{ model: LoadedModel, ends: LocalEnds }> {
     let pending = this.clients.get(model)
     if (pending == null) {
-      const from = location ?? (this.model?.manifest === model ? this.model.location : this.table.forModel(model).find(e => e.url != null)?.url)
-      if (from == null) throw new Error(`no local copy and no announced URL for model ${model.slice(0, 12)}…: open the model file to use it`)
       pending = (async () => {
-        const m = this.model?.manifest === model ? this.model : await openForSwarm(from)
-        if (m.manifest !== model) throw new Error(`the file at ${String(from)} is a different model version (${m.manifest.slice(0, 12)}…, wanted ${model.slice(0, 12)}…)`)
+        const m = this.model?.manifest === model ? this.model : await this.openRemote(model, location)
         return { model: m, ends: await loadEnds(m) }
       })()
       this.clients.set(model, pending)
@@ -201,8 +206,28 @@ export class SwarmService implements AgentService {
     return await pending
   }
 
+  private async openRemote (model: string, location?: ModelLocation): Promise<LoadedModel> {
+    const url = location ?? this.table.forModel(model).find(e => e.url != null)?.url
+    if (url != null) {
+      const m = await openForSwarm(url)
+      if (m.manifest !== model) throw new Error(`the file at ${String(url)} is a different model version (${m.manifest.slice(0, 12)}…, wanted ${model.slice(0, 12)}…)`)
+      return m
+    }
+    const hosts = this.table.forModel(model).filter(e => !this.bans.isBanned(e.peer)).sort((a, b) => a.load - b.load)
+    if (hosts.length === 0 || this.ctx == null) throw new Error(`no peer hosts model ${model.slice(0, 12)}… and no URL is known: open the model file to use it`)
+    let last: unknown
+    for (const host of hosts) {
+      try {
+        return await openForSwarm(await openPeerSource(await this.ctx.connect(host.peer), model), undefined, model)
+      } catch (err) {
+        last = err
+      }
+    }
+    throw new Error(`could not load the model's embedding and head from any host: ${(last as Error)?.message ?? last}`)
+  }
+
   /** Generates through the mesh; `prompt` is text (encoded with the model's tokenizer) or token ids. */
-  async generate (model: string, prompt: string | number[], opts: Omit<MeshGenerateOptions, 'stopTokens'> & { location?: string | Blob, stopAtEos?: boolean }): Promise<MeshGenerateResult & { promptTokens: number[], text: string }> {
+  async generate (model: string, prompt: string | number[], opts: Omit<MeshGenerateOptions, 'stopTokens'> & { location?: ModelLocation, stopAtEos?: boolean }): Promise<MeshGenerateResult & { promptTokens: number[], text: string }> {
     const ctx = this.ctx
     if (ctx == null) throw new Error('the agent is not running')
     const { model: m, ends } = await this.ends(model, opts.location)
@@ -227,6 +252,12 @@ export class SwarmService implements AgentService {
     })
     text += decoder.flush()
     return { ...result, promptTokens, text }
+  }
+
+  /** Token ids of a chat, through the model's own chat template (plain text for base models). */
+  async chatPrompt (model: string, messages: ChatMessage[]): Promise<number[]> {
+    const { opened } = (await this.ends(model)).model
+    return encodeChat(opened.model.chatTemplate, messages, opened.tokenizer)
   }
 
   /** Decodes token ids with a model's tokenizer (for streaming UIs and the OpenAI API). */
