@@ -1,4 +1,6 @@
 import { startAgent } from './start.ts'
+import { inviteFromQuery } from './invite.ts'
+import { loadBrowserAutonomy } from '../autonomy/browser-config.ts'
 import { resolveRelay } from './relay-address.ts'
 import { DEFAULT_ICE_SERVERS } from '../mesh/node.ts'
 import type { Agent } from './agent.ts'
@@ -10,11 +12,14 @@ const LOCK = 'clawnet-agent'
  * Where this tab finds the mesh: `?relay=<multiaddr or URL>` (invite links), else the relay
  * that served the page. `?ice=none` turns off public STUN (LAN, tests).
  */
-function meshConfig (): { relay: string, iceServers: RTCIceServer[], announceMs?: number } {
+function meshConfig (): { relay: string, fromLink: boolean, inviter?: string, iceServers: RTCIceServer[], announceMs?: number } {
   const params = new URLSearchParams(location.search)
   const announce = Number(params.get('announce'))
+  const invite = inviteFromQuery(location.search)
   return {
-    relay: params.get('relay') ?? location.origin,
+    relay: invite.relay ?? location.origin,
+    fromLink: invite.relay != null,
+    inviter: invite.inviter,
     iceServers: params.get('ice') === 'none' ? [] : DEFAULT_ICE_SERVERS,
     announceMs: announce > 0 ? announce * 1000 : undefined
   }
@@ -62,7 +67,12 @@ async function run (onRole: (role: TabRole) => void, held: Promise<void>): Promi
   onRole({ kind: 'starting' })
   const cfg = meshConfig()
   try {
-    const agent = await startAgent({ relayAddrs: await resolveRelay(cfg.relay), iceServers: cfg.iceServers, announceIntervalMs: cfg.announceMs })
+    const relayAddrs = await resolveRelay(cfg.relay).catch((err: any) => {
+      if (!cfg.fromLink) throw err
+      // The relay came from a link someone shared: say what to do about it, not only what failed.
+      throw new Error(`the relay in this invite link does not work (${err?.message ?? err}). Ask whoever invited you for a fresh link, or join this site's own mesh at ${location.origin}/`)
+    })
+    const agent = await startAgent({ relayAddrs, iceServers: cfg.iceServers, announceIntervalMs: cfg.announceMs, inviter: cfg.inviter, autonomy: loadBrowserAutonomy() })
     running = agent
     // For the owner's devtools (and the e2e tests): the live agent, its libp2p node included.
     ;(globalThis as any).clawnet = agent
