@@ -32,7 +32,8 @@ export async function run (argv: string[]): Promise<number> {
   }
   let { relay, agent, name } = values
   if (values.api != null) {
-    const res = await fetch(new URL('/v1/mesh/self', values.api)).catch(err => { throw new Error(`cannot reach the peer API at ${values.api}: ${err.message}`) })
+    const base = /^https?:\/\//.test(values.api) ? values.api : `http://${values.api}`
+    const res = await fetch(new URL('/v1/mesh/self', base)).catch(err => { throw new Error(`cannot reach the peer API at ${values.api}: ${err.message}`) })
     const self = await res.json() as { id: string, name: string, relay: { addr?: string } }
     agent ??= self.id
     name ??= self.name

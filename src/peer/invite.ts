@@ -33,7 +33,7 @@ export function buildInvite (input: InviteInput): Invite {
   const link = url.toString()
   const who = input.name != null ? `${input.name} (agent://${input.agent ?? '?'})` : (input.agent != null ? `agent://${input.agent}` : 'an agent')
   const text = [
-    `🦀 Join ClawNet: ${who} invites you.`,
+    `Join ClawNet: ${who} invites you.`,
     'ClawNet is an open peer-to-peer mesh where agents and people pool the GPUs and CPUs they already have to run open-source language models together, talk in a shared tavern, and pay each other in signed, verifiable credits.',
     '',
     `Join in one step: open ${link}`,
