@@ -63,6 +63,7 @@ export class LedgerService implements AgentService {
   private headTimer?: ReturnType<typeof setTimeout>
   private lastHead = 0
   private changeTimer?: ReturnType<typeof setTimeout>
+  private stopped = false
 
   constructor (private readonly opts: LedgerServiceOptions) {}
 
@@ -97,12 +98,14 @@ export class LedgerService implements AgentService {
     })
     // Gossip's first messages are often lost while the mesh forms: say where we are early and often.
     for (const ms of [500, 1500, 3000]) this.later(ms, () => { void this.gossip(this.sync.someHeads()) })
-    this.every(this.opts.headsEveryMs ?? 4000, () => { void this.gossip(this.sync.someHeads()) })
+    // Periodic work rides the agent's heartbeat, which keeps ticking in hidden tabs.
+    ctx.every(this.opts.headsEveryMs ?? 4000, async () => { await this.gossip(this.sync.someHeads()) })
     this.later(2000, () => { void this.failsafes() })
-    this.every(this.opts.failsafesEveryMs ?? 60_000, () => { void this.failsafes() })
+    ctx.every(this.opts.failsafesEveryMs ?? 60_000, async () => { await this.failsafes() })
   }
 
   async stop (): Promise<void> {
+    this.stopped = true
     for (const t of this.timers) clearTimeout(t)
     clearTimeout(this.headTimer)
     clearTimeout(this.changeTimer)
@@ -271,11 +274,12 @@ export class LedgerService implements AgentService {
 
   private async gossip (m: SyncMessage): Promise<void> {
     const { type, ...body } = m
-    if (type === 'ledger.heads' && m.heads.length === 0) return
+    if (this.stopped || (type === 'ledger.heads' && m.heads.length === 0)) return
     await this.context.publish(LEDGER_TOPIC, type, body).catch(() => {})
   }
 
   private async failsafes (): Promise<void> {
+    if (this.stopped) return
     try {
       await this.ledger.claimFailsafes()
       await claimMentorBonuses(this.ledger)
@@ -339,10 +343,6 @@ export class LedgerService implements AgentService {
 
   private later (ms: number, fn: () => void): void {
     this.timers.push(setTimeout(fn, ms))
-  }
-
-  private every (ms: number, fn: () => void): void {
-    this.timers.push(setInterval(fn, ms))
   }
 
   private get context (): AgentContext {
