@@ -3,6 +3,7 @@
 // float32 (transposed at load) so every projection is a plain MatMul that ORT can prepack.
 import type { LlamaConfig } from '../model/config.ts'
 import { GraphBuilder } from './graph-builder.ts'
+import { DataType } from './onnx-proto.ts'
 
 /** Weights in ggml blocks of 32 for MatMulNBits: packed [n][k/32][32*bits/8], one scale per block. */
 export interface QuantizedMatrix { bits: 4 | 8, k: number, n: number, packed: Uint8Array, scales: Float32Array }
@@ -118,6 +119,90 @@ function weightDims (c: LlamaConfig, name: string): number[] {
     qBias: [q], kBias: [kv], vBias: [kv], gate: [c.dim, c.hiddenDim], up: [c.dim, c.hiddenDim], down: [c.hiddenDim, c.dim]
   }
   return dims[name]
+}
+
+/** Concatenates projections along the output axis (one MatMul instead of several). */
+export function concatLinear (parts: Linear[], dim: number): Linear {
+  if (parts.every(p => p instanceof Float32Array)) {
+    const outs = parts.map(p => p.length / dim)
+    const total = outs.reduce((a, b) => a + b)
+    const out = new Float32Array(dim * total)
+    for (let r = 0; r < dim; r++) {
+      let col = 0
+      parts.forEach((p, i) => { out.set(p.subarray(r * outs[i], (r + 1) * outs[i]), r * total + col); col += outs[i] })
+    }
+    return out
+  }
+  if (parts.every(p => !(p instanceof Float32Array) && p.bits === (parts[0] as QuantizedMatrix).bits)) {
+    // MatMulNBits rows are output channels: concatenating along N appends rows and scales.
+    const qs = parts as QuantizedMatrix[]
+    const packed = new Uint8Array(qs.reduce((a, q) => a + q.packed.length, 0))
+    const scales = new Float32Array(qs.reduce((a, q) => a + q.scales.length, 0))
+    let po = 0
+    let so = 0
+    for (const q of qs) { packed.set(q.packed, po); scales.set(q.scales, so); po += q.packed.length; so += q.scales.length }
+    return { bits: qs[0].bits, k: qs[0].k, n: qs.reduce((a, q) => a + q.n, 0), packed, scales }
+  }
+  throw new Error('cannot fuse projections stored in different encodings')
+}
+
+const concatBias = (parts: Array<Float32Array | undefined>): Float32Array | undefined =>
+  parts.some(p => p == null) ? undefined : Float32Array.from(parts.flatMap(p => Array.from(p as Float32Array)))
+
+/**
+ * A block with ORT's fused GroupQueryAttention (CPU): one MatMul for q, k and v, rotary
+ * embedding from cos/sin tables fed once per cache size, and a fixed-size KV cache
+ * [1, kvHeads, capacity, headDim] that the kernel updates in place when the caller binds the
+ * same tensor as past input and present output.
+ */
+function fusedBlock (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, wt: BlockWeights, seqlensK: string, totalLen: string, cos: string, sin: string): string {
+  const q = c.nHeads * c.headDim
+  const kvDim = c.nKvHeads * c.headDim
+  const name = `blk.${layer}`
+  const attnNorm = addWeight(g, `${name}.attnNorm`, wt.attnNorm, [c.dim])
+  const ffnNorm = addWeight(g, `${name}.ffnNorm`, wt.ffnNorm, [c.dim])
+  const qkv = addWeight(g, `${name}.qkv`, concatLinear([wt.q, wt.k, wt.v], c.dim), [c.dim, q + 2 * kvDim])
+  const bias = concatBias([wt.qBias, wt.kBias, wt.vBias])
+  const qkvBias = bias != null ? { name: g.weight(`${name}.qkvBias`, bias, [bias.length]) } : undefined
+  const o = addWeight(g, `${name}.o`, wt.o, [q, c.dim])
+  const kv = kvNames(layer)
+  const packedQkv = linear(g, rmsNorm(g, x, attnNorm, c.normEps), qkv, qkvBias)
+  const [attn] = g.op('GroupQueryAttention', [packedQkv, '', '', kv.pastK, kv.pastV, seqlensK, totalLen, cos, sin], {
+    num_heads: c.nHeads, kv_num_heads: c.nKvHeads, do_rotary: 1, rotary_interleaved: c.ropeStyle === 'interleaved' ? 1 : 0, scale: { float: 1 / Math.sqrt(c.headDim) }
+  }, [`attn_${layer}`, kv.presentK, kv.presentV], 'com.microsoft')
+  const h = g.op1('Add', [x, linear(g, attn, o)])
+  // gate and up share their input: one MatMul, split in two.
+  const gateUp = addWeight(g, `${name}.gateUp`, concatLinear([wt.gate, wt.up], c.dim), [c.dim, 2 * c.hiddenDim])
+  const down = addWeight(g, `${name}.down`, wt.down, [c.hiddenDim, c.dim])
+  const [gate, up] = g.op('Split', [linear(g, rmsNorm(g, h, ffnNorm, c.normEps), gateUp), g.ints([c.hiddenDim, c.hiddenDim])], { axis: -1 }, 2)
+  const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])])
+  return g.op1('Add', [h, linear(g, g.op1('Mul', [silu, up]), down)])
+}
+
+/**
+ * Fused-attention graph for blocks [first, last]: hidden [T, dim], `seqlens_k` ([1] int32, the
+ * total length minus one), `total_sequence_length` (int32 scalar), `rope_cos`/`rope_sin`
+ * [capacity, headDim/2], and per layer a KV cache [1, kvHeads, capacity, headDim].
+ */
+export function buildFusedBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWeights[]): Uint8Array {
+  const g = new GraphBuilder()
+  const hidden = g.input('hidden', ['tokens', c.dim])
+  const seqlensK = g.input('seqlens_k', [1], DataType.INT32)
+  const totalLen = g.input('total_sequence_length', [], DataType.INT32)
+  const cos = g.input('rope_cos', ['capacity', c.headDim / 2])
+  const sin = g.input('rope_sin', ['capacity', c.headDim / 2])
+  let x = g.op1('Reshape', [hidden, g.ints([1, -1, c.dim])])
+  blocks.forEach((weights, i) => {
+    const kv = kvNames(first + i)
+    g.input(kv.pastK, [1, c.nKvHeads, 'capacity', c.headDim])
+    g.input(kv.pastV, [1, c.nKvHeads, 'capacity', c.headDim])
+    x = fusedBlock(g, c, first + i, x, weights, seqlensK, totalLen, cos, sin)
+    g.output(kv.presentK, [1, c.nKvHeads, 'capacity', c.headDim])
+    g.output(kv.presentV, [1, c.nKvHeads, 'capacity', c.headDim])
+  })
+  g.op1('Reshape', [x, g.ints([-1, c.dim])], {}, 'hidden_out')
+  g.output('hidden_out', ['tokens', c.dim])
+  return g.encode()
 }
 
 /** Graph for blocks [first, last]: hidden [T, dim] in, hidden out, one KV cache pair per layer. */

@@ -7,6 +7,7 @@ export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> 
     ort: ort as unknown as Runtime['ort'],
     backend: 'cpu',
     packedMatMul: opts.packedMatMul ?? false,
+    fusedAttention: opts.fusedAttention ?? true,
     async createSession (model: Uint8Array) {
       return await ort.InferenceSession.create(model, {
         executionProviders: ['cpu'],

@@ -14,6 +14,11 @@ export interface RuntimeOptions {
    * float32 path stays the default.
    */
   packedMatMul?: boolean
+  /**
+   * Node only (default on): ORT's GroupQueryAttention with fused q/k/v and a fixed-size KV
+   * cache updated in place, instead of plain attention ops and a cache that grows by Concat.
+   */
+  fusedAttention?: boolean
 }
 
 export interface Runtime {
@@ -22,6 +27,8 @@ export interface Runtime {
   createSession: (model: Uint8Array, outputsOnDevice?: string[]) => Promise<OrtCommon.InferenceSession>
   /** Keep Q8_0/Q4_0 weights packed for MatMulNBits (fast on ORT's CPU provider, slow on WASM). */
   packedMatMul: boolean
+  /** Blocks use fused GroupQueryAttention and an in-place fixed-size KV cache (see RuntimeOptions). */
+  fusedAttention?: boolean
   /** Largest single buffer the device accepts (WebGPU), so loaders can refuse or split. */
   maxBufferBytes?: number
 }

@@ -5,7 +5,7 @@ import type * as OrtCommon from 'onnxruntime-common'
 import type { LlamaConfig } from '../model/config.ts'
 import { tensorNames } from '../model/config.ts'
 import { readTensor, RowReader, tensorRef, type ModelFile } from '../model/model-file.ts'
-import { buildBlocksGraph, buildHeadGraph, kvNames, ropeShape, type Linear } from './llama-graph.ts'
+import { buildBlocksGraph, buildFusedBlocksGraph, buildHeadGraph, kvNames, ropeShape, type Linear } from './llama-graph.ts'
 import { causalMask, ropeTables } from './rope.ts'
 import type { Runtime } from './runtime.ts'
 import { readBlockWeights, readLinear } from './weights.ts'
@@ -37,17 +37,26 @@ export class Embedding {
 /**
  * One sequence's keys and values for a range's blocks. A range serving several sessions at
  * once (a shard server) holds one cache per session over the same weights.
+ *
+ * With fused attention (CPU) each layer's cache is a fixed-size [1, kvHeads, capacity, headDim]
+ * tensor that the graph updates in place; it doubles (one copy) when a step would overflow it.
+ * Otherwise each step returns a new [kvHeads, tokens, headDim] tensor one step longer.
  */
 export class KvCache {
   /** Tokens already in this cache. */
   position = 0
+  /** Tokens the fixed-size cache holds before it must grow (0 until first used, or unfused). */
+  capacity = 0
   readonly tensors = new Map<string, OrtCommon.Tensor>()
 
-  constructor (private readonly range: { first: number, last: number, config: LlamaConfig, ort: Runtime['ort'] }) {
+  constructor (private readonly range: { first: number, last: number, config: LlamaConfig, ort: Runtime['ort'], fused?: boolean }) {
     this.reset()
   }
 
   reset (): void {
+    this.position = 0
+    // A fixed-size cache is reused as it is: positions past `position` are never read.
+    if (this.range.fused === true) return
     this.dispose()
     const { Tensor } = this.range.ort
     const c = this.range.config
@@ -56,8 +65,36 @@ export class KvCache {
       this.tensors.set(kv.pastK, new Tensor('float32', new Float32Array(0), [c.nKvHeads, 0, c.headDim]))
       this.tensors.set(kv.pastV, new Tensor('float32', new Float32Array(0), [c.nKvHeads, 0, c.headDim]))
     }
-    this.position = 0
   }
+
+  /** Fused layout: makes room for `tokens` more positions, growing the buffers if needed. */
+  reserve (tokens: number): void {
+    const need = this.position + tokens
+    if (this.range.fused !== true || need <= this.capacity) return
+    const c = this.range.config
+    let capacity = Math.max(this.capacity * 2, KvCache.initialCapacity)
+    while (capacity < need) capacity *= 2
+    capacity = Math.min(capacity, c.contextLength)
+    const { Tensor } = this.range.ort
+    const row = c.headDim
+    for (let i = this.range.first; i <= this.range.last; i++) {
+      const kv = kvNames(i)
+      for (const name of [kv.pastK, kv.pastV]) {
+        const data = new Float32Array(c.nKvHeads * capacity * row)
+        const old = this.tensors.get(name)
+        if (old != null) {
+          const src = old.data as Float32Array
+          for (let h = 0; h < c.nKvHeads; h++) data.set(src.subarray(h * this.capacity * row, (h * this.capacity + this.position) * row), h * capacity * row)
+          old.dispose()
+        }
+        this.tensors.set(name, new Tensor('float32', data, [1, c.nKvHeads, capacity, row]))
+      }
+    }
+    this.capacity = capacity
+  }
+
+  /** First size of a fixed-size cache (tokens); it doubles up to the context length. */
+  static initialCapacity = 256
 
   /** Bytes one token adds to a cache of this range (keys and values, f32). */
   static bytesPerToken (config: LlamaConfig, blocks: number): number {
@@ -67,6 +104,7 @@ export class KvCache {
   dispose (): void {
     for (const t of this.tensors.values()) t.dispose()
     this.tensors.clear()
+    this.capacity = 0
   }
 }
 
@@ -79,7 +117,8 @@ export class BlockRange {
     readonly last: number,
     private readonly runtime: Runtime,
     private readonly session: OrtCommon.InferenceSession,
-    private readonly freqFactors?: Float32Array
+    private readonly freqFactors?: Float32Array,
+    private readonly fused = false
   ) {
     this.own = this.newCache()
   }
@@ -96,13 +135,20 @@ export class BlockRange {
       for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data)
       blocks.push(weights)
     }
-    const graph = buildBlocksGraph(c, first, blocks)
+    // ORT's GroupQueryAttention wants head sizes in multiples of 16 (stories260K has 8).
+    const fused = runtime.fusedAttention === true && c.headDim % 16 === 0
+    const graph = fused ? buildFusedBlocksGraph(c, first, blocks) : buildBlocksGraph(c, first, blocks)
     blocks.length = 0
     const names = []
     for (let i = first; i <= last; i++) names.push(kvNames(i).presentK, kvNames(i).presentV)
     const session = await runtime.createSession(graph, names)
     const freqFactors = model.tensors.has(tensorNames.ropeFreqs) ? await readTensor(model, tensorNames.ropeFreqs) : undefined
-    return new BlockRange(c, first, last, runtime, session, freqFactors)
+    return new BlockRange(c, first, last, runtime, session, freqFactors, fused)
+  }
+
+  /** 'fused': GroupQueryAttention with an in-place fixed-size cache; 'ops': plain attention ops. */
+  get attention (): 'fused' | 'ops' {
+    return this.fused ? 'fused' : 'ops'
   }
 
   /** Tokens already in this range's own KV cache (the one used when no cache is passed). */
@@ -111,7 +157,7 @@ export class BlockRange {
   }
 
   newCache (): KvCache {
-    return new KvCache({ first: this.first, last: this.last, config: this.config, ort: this.runtime.ort })
+    return new KvCache({ first: this.first, last: this.last, config: this.config, ort: this.runtime.ort, fused: this.fused })
   }
 
   reset (): void {
@@ -123,6 +169,7 @@ export class BlockRange {
     const c = this.config
     if (hidden.length !== tokens * c.dim) throw new Error(`blocks ${this.first}-${this.last}: hidden state has ${hidden.length} values, expected ${tokens} x ${c.dim}`)
     if (cache.position + tokens > c.contextLength) throw new Error(`context full: ${cache.position} + ${tokens} tokens exceeds the model's context of ${c.contextLength}`)
+    if (this.fused) return await this.forwardFused(hidden, tokens, cache)
     const { Tensor } = this.runtime.ort
     const { cos, sin } = ropeTables(c, cache.position, tokens, this.freqFactors)
     const group = c.nHeads / c.nKvHeads
@@ -146,6 +193,49 @@ export class BlockRange {
     const result = await out.hidden_out.getData() as Float32Array
     out.hidden_out.dispose()
     return result
+  }
+
+  /** Rotary tables for positions 0..capacity-1, computed once per cache size. */
+  private readonly rope = new Map<number, { cos: OrtCommon.Tensor, sin: OrtCommon.Tensor }>()
+
+  private ropeFor (capacity: number): { cos: OrtCommon.Tensor, sin: OrtCommon.Tensor } {
+    let r = this.rope.get(capacity)
+    if (r == null) {
+      const { cos, sin } = ropeTables(this.config, 0, capacity, this.freqFactors)
+      const dims = [capacity, this.config.headDim / 2]
+      r = { cos: new this.runtime.ort.Tensor('float32', cos, dims), sin: new this.runtime.ort.Tensor('float32', sin, dims) }
+      this.rope.set(capacity, r)
+    }
+    return r
+  }
+
+  private async forwardFused (hidden: Float32Array, tokens: number, cache: KvCache): Promise<Float32Array> {
+    const { Tensor } = this.runtime.ort
+    cache.reserve(tokens)
+    const total = cache.position + tokens
+    const { cos, sin } = this.ropeFor(cache.capacity)
+    const feeds: Record<string, OrtCommon.Tensor> = {
+      hidden: new Tensor('float32', hidden, [tokens, this.config.dim]),
+      seqlens_k: new Tensor('int32', Int32Array.of(total - 1), [1]),
+      total_sequence_length: new Tensor('int32', Int32Array.of(total), []),
+      rope_cos: cos,
+      rope_sin: sin
+    }
+    // The present outputs are bound to the past inputs' buffers: the kernel writes only the
+    // new positions, in place.
+    const fetches: Record<string, OrtCommon.Tensor | null> = { hidden_out: null }
+    for (let i = this.first; i <= this.last; i++) {
+      const kv = kvNames(i)
+      const k = cache.tensors.get(kv.pastK) as OrtCommon.Tensor
+      const v = cache.tensors.get(kv.pastV) as OrtCommon.Tensor
+      feeds[kv.pastK] = k
+      feeds[kv.pastV] = v
+      fetches[kv.presentK] = k
+      fetches[kv.presentV] = v
+    }
+    const out = await this.session.run(feeds, fetches)
+    cache.position = total
+    return out.hidden_out.data as Float32Array
   }
 
   async release (): Promise<void> {

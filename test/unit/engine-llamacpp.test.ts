@@ -20,6 +20,7 @@ import type { Vocabulary } from '../../src/model/tokenizer.ts'
 import { randomLlamaGguf } from '../../src/model/random-model.ts'
 import { loadRuntime } from '../../src/engine/ort.ts'
 import { LocalPipeline } from '../../src/engine/pipeline.ts'
+import { KvCache } from '../../src/engine/stages.ts'
 
 const base: LlamaConfig = {
   architecture: 'llama', dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: 512,
@@ -111,6 +112,35 @@ describe('engine vs llama.cpp on random-weight GGUF models', () => {
       await model.source.close?.()
     }, 60_000)
   })
+
+  it('fused attention: chunked prefill and a KV cache that grows in place give llama.cpp\'s tokens, as plain ops do', async () => {
+    const path = join(dir, 'fused.gguf')
+    await writeFile(path, await randomLlamaGguf({ ...base, ...cases[0].config }, vocab, { seed: 11, type: GgmlType.F32 }))
+    const expected = await llamaCppGreedy(path)
+    const { model } = await openModel(path)
+    const saved = KvCache.initialCapacity
+    KvCache.initialCapacity = 4 // grows 4 -> 8 -> 16 -> 32 over the prompt and the generated tokens
+    try {
+      for (const fusedAttention of [true, false]) {
+        const pipeline = await LocalPipeline.load(model, await loadRuntime({ fusedAttention }), [[0, 2], [3, 6]])
+        expect(pipeline.ranges.map(r => r.attention)).toEqual(fusedAttention ? ['fused', 'fused'] : ['ops', 'ops'])
+        for (const prefillChunk of [3, 256]) {
+          pipeline.reset()
+          const { tokens } = await pipeline.generate(PROMPT, { maxTokens: GENERATE, stopTokens: new Set([2]), prefillChunk })
+          expect(tokens, `fusedAttention ${String(fusedAttention)}, prefill chunk ${prefillChunk}`).toEqual(expected)
+        }
+        // A second cache over the same weights is independent of the range's own.
+        const other = pipeline.ranges[0].newCache()
+        await pipeline.ranges[0].forward(new Float32Array(model.config.dim * 5).fill(0.5), 5, other)
+        expect([other.position, pipeline.ranges[0].position]).toEqual([5, PROMPT.length + GENERATE - 1])
+        other.dispose()
+        await pipeline.release()
+      }
+    } finally {
+      KvCache.initialCapacity = saved
+    }
+    await model.source.close?.()
+  }, 60_000)
 
   it('clawnet convert writes stories260K as GGUF that llama.cpp and the engine both run to the reference', async () => {
     const reference = JSON.parse(await readFile('../shared/models/stories260K/reference.json', 'utf8'))
