@@ -95,6 +95,11 @@ function finishReason (r: { tokens: number[] }, maxTokens: number): 'length' | '
   return r.tokens.length >= maxTokens ? 'length' : 'stop'
 }
 
+/** ClawNet's extension to OpenAI responses: the exact ids, the route(s) taken, failovers, timings. */
+function extension (r: Awaited<ReturnType<SwarmService['generate']>>): Record<string, unknown> {
+  return { prompt_tokens: r.promptTokens, tokens: r.tokens, routes: r.routes, failovers: r.failovers, timings: r.timings }
+}
+
 const created = (): number => Math.floor(Date.now() / 1000)
 
 /** The headless peer's distributed-inference endpoints and the OpenAI-compatible API on top. */
@@ -136,7 +141,7 @@ export function swarmRoutes (agent: AgentHandle): Route[] {
         if (body.stream === true) {
           const ch = channel<unknown>()
           run(swarm, p, signal, text => ch.push({ id, object: 'text_completion', created: created(), model: name, choices: [{ index: 0, text, logprobs: null, finish_reason: null }] }))
-            .then(r => { ch.push({ id, object: 'text_completion', created: created(), model: name, choices: [{ index: 0, text: '', logprobs: null, finish_reason: finishReason(r, p.maxTokens) }] }); ch.end() }, err => ch.end(err))
+            .then(r => { ch.push({ id, object: 'text_completion', created: created(), model: name, choices: [{ index: 0, text: '', logprobs: null, finish_reason: finishReason(r, p.maxTokens) }], clawnet: extension(r) }); ch.end() }, err => ch.end(err))
           return new EventStream(ch.iterable)
         }
         let text = ''
@@ -145,7 +150,7 @@ export function swarmRoutes (agent: AgentHandle): Route[] {
           id, object: 'text_completion', created: created(), model: name,
           choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason(r, p.maxTokens) }],
           usage: { prompt_tokens: r.promptTokens.length, completion_tokens: r.tokens.length, total_tokens: r.promptTokens.length + r.tokens.length },
-          clawnet: { route: r.routes.at(-1)?.hops, failovers: r.failovers, timings: r.timings }
+          clawnet: extension(r)
         }
       }
     },
@@ -168,7 +173,7 @@ export function swarmRoutes (agent: AgentHandle): Route[] {
           const chunk = (delta: Record<string, string>, finish: string | null): unknown => ({ id, object: 'chat.completion.chunk', created: created(), model: name, choices: [{ index: 0, delta, finish_reason: finish }] })
           ch.push(chunk({ role: 'assistant', content: '' }, null))
           run(swarm, p, signal, text => ch.push(chunk({ content: text }, null)))
-            .then(r => { ch.push(chunk({}, finishReason(r, p.maxTokens))); ch.end() }, err => ch.end(err))
+            .then(r => { ch.push({ ...(chunk({}, finishReason(r, p.maxTokens)) as object), clawnet: extension(r) }); ch.end() }, err => ch.end(err))
           return new EventStream(ch.iterable)
         }
         let text = ''
@@ -177,7 +182,7 @@ export function swarmRoutes (agent: AgentHandle): Route[] {
           id, object: 'chat.completion', created: created(), model: name,
           choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: finishReason(r, p.maxTokens) }],
           usage: { prompt_tokens: r.promptTokens.length, completion_tokens: r.tokens.length, total_tokens: r.promptTokens.length + r.tokens.length },
-          clawnet: { route: r.routes.at(-1)?.hops, failovers: r.failovers, timings: r.timings }
+          clawnet: extension(r)
         }
       }
     }

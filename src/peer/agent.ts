@@ -59,6 +59,7 @@ export class Agent implements AgentHandle {
   private lastAnnounce = 0
   private lastPing = 0
   private announceSoonTimer?: ReturnType<typeof setTimeout>
+  private readonly newPeerListeners: Array<(peerId: string) => void> = []
   private readonly topics = new Map<string, { onEnvelope: (env: Envelope) => void | Promise<void>, maxBytes: number }>()
   private readonly services: AgentService[]
 
@@ -238,7 +239,10 @@ export class Agent implements AgentHandle {
     if (!this.table.applyAnnounce(env)) return
     this.refreshLinks()
     this.changed()
-    if (isNew) this.announceSoon()
+    if (isNew) {
+      this.announceSoon()
+      for (const l of this.newPeerListeners) l(env.from)
+    }
     void this.ensureLink(env.from, env.body.addrs ?? [])
   }
 
@@ -361,7 +365,8 @@ export class Agent implements AgentHandle {
       connect: async peerId => await connectTo(this.node, peerId, candidateAddrs(peerId, this.table.get(peerId)?.addrs ?? [], this.relay.addrs)),
       changed: () => { this.changed() },
       every: (ms, run) => { this.jobs.push({ everyMs: ms, due: Date.now() + ms, run }) },
-      rtt: peerId => this.rtts.get(peerId)
+      rtt: peerId => this.rtts.get(peerId),
+      onNewPeer: listener => { this.newPeerListeners.push(listener) }
     }
   }
 

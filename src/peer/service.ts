@@ -34,6 +34,8 @@ export interface AgentContext {
    * hidden browser tabs; services should not start timers of their own for periodic work.
    */
   every: (ms: number, run: () => void | Promise<void>) => void
+  /** Called when an agent appears in the peer table, so services can greet it with their state. */
+  onNewPeer: (listener: (peerId: string) => void) => void
   /** Last measured round-trip time to a peer, ms. */
   rtt: (peerId: string) => number | undefined
 }

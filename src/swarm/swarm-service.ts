@@ -57,6 +57,7 @@ export class SwarmService implements AgentService {
   private loading?: SwarmView['loading']
   private readonly evidence: SwarmView['evidence'] = []
   private lastRoute?: SwarmView['lastRoute']
+  private announceSoon?: ReturnType<typeof setTimeout>
   private readonly clients = new Map<string, Promise<{ model: LoadedModel, ends: LocalEnds }>>()
 
   constructor (private readonly opts: SwarmOptions = {}) {}
@@ -82,10 +83,16 @@ export class SwarmService implements AgentService {
       if (this.server?.reapIdle() ?? 0) ctx.changed()
       await this.announce()
     })
+    // A newcomer learns our range at once rather than at our next announce.
+    ctx.onNewPeer(() => {
+      clearTimeout(this.announceSoon)
+      this.announceSoon = setTimeout(() => { void this.announce() }, 300)
+    })
     ctx.every(REBALANCE_EVERY_MS, async () => { await this.rebalance() })
   }
 
   async stop (): Promise<void> {
+    clearTimeout(this.announceSoon)
     await this.unhost()
   }
 
