@@ -38,10 +38,15 @@ function rmsNorm (g: GraphBuilder, x: string, weight: WeightRef, eps: number): s
 }
 
 /** A weight added to the graph: its initializer name, and its block geometry when packed. */
-interface WeightRef { name: string, packed?: QuantizedMatrix }
+interface WeightRef { name: string, packed?: QuantizedMatrix, parts?: WeightRef[] }
+
+/** Graph-wide options: the largest tensor the device takes (WebGPU buffer limits). */
+export interface GraphOptions { maxTensorBytes?: number }
 
 function linear (g: GraphBuilder, x: string, weight: WeightRef, bias?: WeightRef): string {
-  const y = weight.packed != null ? quantizedMatMul(g, x, weight.name, weight.packed) : g.op1('MatMul', [x, weight.name])
+  const y = weight.parts != null
+    ? g.op1('Concat', weight.parts.map(p => linear(g, x, p)), { axis: -1 })
+    : weight.packed != null ? quantizedMatMul(g, x, weight.name, weight.packed) : g.op1('MatMul', [x, weight.name])
   return bias != null ? g.op1('Add', [y, bias.name]) : y
 }
 
@@ -53,7 +58,38 @@ function quantizedMatMul (g: GraphBuilder, x: string, name: string, m: Quantized
   return g.op('MatMulNBits', [x, `${name}.q`, `${name}.scales`], { K: m.k, N: m.n, bits: m.bits, block_size: 32, accuracy_level: 4 }, 1, 'com.microsoft')[0]
 }
 
-function addWeight (g: GraphBuilder, name: string, w: Linear, dims: number[]): WeightRef {
+const linearBytes = (w: Linear): number => w instanceof Float32Array ? w.byteLength : w.packed.byteLength
+
+/**
+ * Splits a projection into column groups (output channels) of at most `maxBytes` each: the
+ * MatMuls of the parts, concatenated, compute exactly the same dot products.
+ */
+export function splitLinear (w: Linear, dims: number[], maxBytes: number): Linear[] {
+  const [k, n] = dims
+  const columnBytes = w instanceof Float32Array ? k * 4 : w.packed.byteLength / w.n
+  const perPart = Math.floor(maxBytes / columnBytes)
+  if (perPart < 1) throw new Error(`one output column of a ${k}x${n} projection (${columnBytes} bytes) exceeds this device's largest buffer (${maxBytes} bytes)`)
+  const parts: Linear[] = []
+  for (let c0 = 0; c0 < n; c0 += perPart) {
+    const cols = Math.min(perPart, n - c0)
+    if (w instanceof Float32Array) {
+      const part = new Float32Array(k * cols)
+      for (let r = 0; r < k; r++) part.set(w.subarray(r * n + c0, r * n + c0 + cols), r * cols)
+      parts.push(part)
+    } else {
+      const rowBytes = w.packed.byteLength / w.n
+      const rowScales = w.scales.length / w.n
+      parts.push({ bits: w.bits, k: w.k, n: cols, packed: w.packed.slice(c0 * rowBytes, (c0 + cols) * rowBytes), scales: w.scales.slice(c0 * rowScales, (c0 + cols) * rowScales) })
+    }
+  }
+  return parts
+}
+
+function addWeight (g: GraphBuilder, name: string, w: Linear, dims: number[], opts: GraphOptions = {}): WeightRef {
+  if (dims.length === 2 && opts.maxTensorBytes != null && linearBytes(w) > opts.maxTensorBytes) {
+    const parts = splitLinear(w, dims, opts.maxTensorBytes)
+    return { name, parts: parts.map((p, i) => addWeight(g, `${name}.part${i}`, p, [dims[0], p instanceof Float32Array ? p.length / dims[0] : p.n])) }
+  }
   if (w instanceof Float32Array) return { name: g.weight(name, w, dims) }
   g.bytes(`${name}.q`, w.packed, [w.n, w.k / 32, 4 * w.bits])
   g.weight(`${name}.scales`, w.scales, [w.scales.length])
@@ -101,11 +137,11 @@ function feedForward (g: GraphBuilder, x: string, w: Record<string, WeightRef>):
   return linear(g, g.op1('Mul', [silu, linear(g, x, w.up)]), w.down)
 }
 
-function block (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, weights: BlockWeights, cos: string, sin: string, mask: string): string {
+function block (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, weights: BlockWeights, cos: string, sin: string, mask: string, opts: GraphOptions): string {
   const w: Record<string, WeightRef> = {}
   for (const [name, data] of Object.entries(weights)) {
     if (data == null) continue
-    w[name] = addWeight(g, `blk.${layer}.${name}`, data, weightDims(c, name))
+    w[name] = addWeight(g, `blk.${layer}.${name}`, data, weightDims(c, name), opts)
   }
   const h = g.op1('Add', [x, attention(g, c, layer, rmsNorm(g, x, w.attnNorm, c.normEps), w, cos, sin, mask)])
   return g.op1('Add', [h, feedForward(g, rmsNorm(g, h, w.ffnNorm, c.normEps), w)])
@@ -155,16 +191,16 @@ const concatBias = (parts: Array<Float32Array | undefined>): Float32Array | unde
  * [1, kvHeads, capacity, headDim] that the kernel updates in place when the caller binds the
  * same tensor as past input and present output.
  */
-function fusedBlock (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, wt: BlockWeights, seqlensK: string, totalLen: string, cos: string, sin: string): string {
+function fusedBlock (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, wt: BlockWeights, seqlensK: string, totalLen: string, cos: string, sin: string, opts: GraphOptions): string {
   const q = c.nHeads * c.headDim
   const kvDim = c.nKvHeads * c.headDim
   const name = `blk.${layer}`
   const attnNorm = addWeight(g, `${name}.attnNorm`, wt.attnNorm, [c.dim])
   const ffnNorm = addWeight(g, `${name}.ffnNorm`, wt.ffnNorm, [c.dim])
-  const qkv = addWeight(g, `${name}.qkv`, concatLinear([wt.q, wt.k, wt.v], c.dim), [c.dim, q + 2 * kvDim])
+  const qkv = addWeight(g, `${name}.qkv`, concatLinear([wt.q, wt.k, wt.v], c.dim), [c.dim, q + 2 * kvDim], opts)
   const bias = concatBias([wt.qBias, wt.kBias, wt.vBias])
   const qkvBias = bias != null ? { name: g.weight(`${name}.qkvBias`, bias, [bias.length]) } : undefined
-  const o = addWeight(g, `${name}.o`, wt.o, [q, c.dim])
+  const o = addWeight(g, `${name}.o`, wt.o, [q, c.dim], opts)
   const kv = kvNames(layer)
   const packedQkv = linear(g, rmsNorm(g, x, attnNorm, c.normEps), qkv, qkvBias)
   const [attn] = g.op('GroupQueryAttention', [packedQkv, '', '', kv.pastK, kv.pastV, seqlensK, totalLen, cos, sin], {
@@ -172,8 +208,8 @@ function fusedBlock (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, 
   }, [`attn_${layer}`, kv.presentK, kv.presentV], 'com.microsoft')
   const h = g.op1('Add', [x, linear(g, attn, o)])
   // gate and up share their input: one MatMul, split in two.
-  const gateUp = addWeight(g, `${name}.gateUp`, concatLinear([wt.gate, wt.up], c.dim), [c.dim, 2 * c.hiddenDim])
-  const down = addWeight(g, `${name}.down`, wt.down, [c.hiddenDim, c.dim])
+  const gateUp = addWeight(g, `${name}.gateUp`, concatLinear([wt.gate, wt.up], c.dim), [c.dim, 2 * c.hiddenDim], opts)
+  const down = addWeight(g, `${name}.down`, wt.down, [c.hiddenDim, c.dim], opts)
   const [gate, up] = g.op('Split', [linear(g, rmsNorm(g, h, ffnNorm, c.normEps), gateUp), g.ints([c.hiddenDim, c.hiddenDim])], { axis: -1 }, 2)
   const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])])
   return g.op1('Add', [h, linear(g, g.op1('Mul', [silu, up]), down)])
@@ -184,7 +220,7 @@ function fusedBlock (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, 
  * total length minus one), `total_sequence_length` (int32 scalar), `rope_cos`/`rope_sin`
  * [capacity, headDim/2], and per layer a KV cache [1, kvHeads, capacity, headDim].
  */
-export function buildFusedBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWeights[]): Uint8Array {
+export function buildFusedBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWeights[], opts: GraphOptions = {}): Uint8Array {
   const g = new GraphBuilder()
   const hidden = g.input('hidden', ['tokens', c.dim])
   const seqlensK = g.input('seqlens_k', [1], DataType.INT32)
@@ -196,7 +232,7 @@ export function buildFusedBlocksGraph (c: LlamaConfig, first: number, blocks: Bl
     const kv = kvNames(first + i)
     g.input(kv.pastK, [1, c.nKvHeads, 'capacity', c.headDim])
     g.input(kv.pastV, [1, c.nKvHeads, 'capacity', c.headDim])
-    x = fusedBlock(g, c, first + i, x, weights, seqlensK, totalLen, cos, sin)
+    x = fusedBlock(g, c, first + i, x, weights, seqlensK, totalLen, cos, sin, opts)
     g.output(kv.presentK, [1, c.nKvHeads, 'capacity', c.headDim])
     g.output(kv.presentV, [1, c.nKvHeads, 'capacity', c.headDim])
   })
@@ -206,7 +242,7 @@ export function buildFusedBlocksGraph (c: LlamaConfig, first: number, blocks: Bl
 }
 
 /** Graph for blocks [first, last]: hidden [T, dim] in, hidden out, one KV cache pair per layer. */
-export function buildBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWeights[]): Uint8Array {
+export function buildBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWeights[], opts: GraphOptions = {}): Uint8Array {
   const g = new GraphBuilder()
   let x = g.input('hidden', ['tokens', c.dim])
   const cos = g.input('rope_cos', ropeShape(c, 'tokens'))
@@ -216,7 +252,7 @@ export function buildBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWe
     const kv = kvNames(first + i)
     g.input(kv.pastK, [c.nKvHeads, 'past', c.headDim])
     g.input(kv.pastV, [c.nKvHeads, 'past', c.headDim])
-    x = block(g, c, first + i, x, weights, cos, sin, mask)
+    x = block(g, c, first + i, x, weights, cos, sin, mask, opts)
     g.output(kv.presentK, [c.nKvHeads, 'total', c.headDim])
     g.output(kv.presentV, [c.nKvHeads, 'total', c.headDim])
   })
@@ -226,11 +262,11 @@ export function buildBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWe
 }
 
 /** Graph for the final norm and output head: hidden [T, dim] -> logits [T, vocab]. */
-export function buildHeadGraph (c: LlamaConfig, norm: Float32Array, output: Linear): Uint8Array {
+export function buildHeadGraph (c: LlamaConfig, norm: Float32Array, output: Linear, opts: GraphOptions = {}): Uint8Array {
   const g = new GraphBuilder()
   const x = g.input('hidden', ['tokens', c.dim])
   const normed = rmsNorm(g, x, addWeight(g, 'output_norm', norm, [c.dim]), c.normEps)
-  g.op1('Identity', [linear(g, normed, addWeight(g, 'output', output, [c.dim, c.vocabSize]))], {}, 'logits')
+  g.op1('Identity', [linear(g, normed, addWeight(g, 'output', output, [c.dim, c.vocabSize], opts))], {}, 'logits')
   g.output('logits', ['tokens', c.vocabSize])
   return g.encode()
 }

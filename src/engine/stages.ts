@@ -5,18 +5,24 @@ import type * as OrtCommon from 'onnxruntime-common'
 import type { LlamaConfig } from '../model/config.ts'
 import { tensorNames } from '../model/config.ts'
 import { readTensor, RowReader, tensorRef, type ModelFile } from '../model/model-file.ts'
-import { buildBlocksGraph, buildFusedBlocksGraph, buildHeadGraph, kvNames, ropeShape, type Linear } from './llama-graph.ts'
+import { buildBlocksGraph, buildFusedBlocksGraph, buildHeadGraph, kvNames, ropeShape, type GraphOptions, type Linear } from './llama-graph.ts'
 import { causalMask, ropeTables } from './rope.ts'
 import type { Runtime } from './runtime.ts'
 import { readBlockWeights, readLinear } from './weights.ts'
 
-/** A WebGPU device refuses buffers over its limits; say which tensor, before trying. */
-function checkBufferLimit (runtime: Runtime, name: string, data: Linear | undefined): void {
+/**
+ * A WebGPU device refuses buffers over its limits: projections larger than that are split into
+ * column groups (see splitLinear); anything that cannot be split must fit, or we say which
+ * tensor does not, before trying.
+ */
+function checkBufferLimit (runtime: Runtime, name: string, data: Linear | undefined, splittable: boolean): void {
   const bytes = data == null ? 0 : data instanceof Float32Array ? data.byteLength : data.packed.byteLength
-  if (runtime.maxBufferBytes != null && bytes > runtime.maxBufferBytes) {
+  if (!splittable && runtime.maxBufferBytes != null && bytes > runtime.maxBufferBytes) {
     throw new Error(`tensor ${name}: ${bytes} bytes exceeds this device's largest buffer (${runtime.maxBufferBytes} bytes)`)
   }
 }
+
+const graphOptions = (runtime: Runtime): GraphOptions => ({ maxTensorBytes: runtime.maxBufferBytes })
 
 export class Embedding {
   private constructor (readonly config: LlamaConfig, private readonly rows: RowReader) {}
@@ -132,12 +138,12 @@ export class BlockRange {
     const blocks = []
     for (let i = first; i <= last; i++) {
       const weights = await readBlockWeights(model, i, runtime.packedMatMul)
-      for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data)
+      for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data, !/Norm|Bias/.test(name))
       blocks.push(weights)
     }
     // ORT's GroupQueryAttention wants head sizes in multiples of 16 (stories260K has 8).
     const fused = runtime.fusedAttention === true && c.headDim % 16 === 0
-    const graph = fused ? buildFusedBlocksGraph(c, first, blocks) : buildBlocksGraph(c, first, blocks)
+    const graph = fused ? buildFusedBlocksGraph(c, first, blocks, graphOptions(runtime)) : buildBlocksGraph(c, first, blocks, graphOptions(runtime))
     blocks.length = 0
     const names = []
     for (let i = first; i <= last; i++) names.push(kvNames(i).presentK, kvNames(i).presentV)
@@ -251,8 +257,7 @@ export class Head {
     const c = model.config
     const outputName = c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output
     const output = await readLinear(model, outputName, runtime.packedMatMul)
-    checkBufferLimit(runtime, outputName, output)
-    const graph = buildHeadGraph(c, await readTensor(model, tensorNames.outputNorm), output)
+    const graph = buildHeadGraph(c, await readTensor(model, tensorNames.outputNorm), output, graphOptions(runtime))
     return new Head(c, runtime, await runtime.createSession(graph))
   }
 

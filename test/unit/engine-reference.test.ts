@@ -7,6 +7,9 @@ import { promisify } from 'node:util'
 import { openModel } from '../../src/model/open-model.ts'
 import { loadRuntime } from '../../src/engine/ort.ts'
 import { LocalPipeline, parseLayerRanges } from '../../src/engine/pipeline.ts'
+import { buildHeadGraph, splitLinear, type QuantizedMatrix } from '../../src/engine/llama-graph.ts'
+import { readMatrix } from '../../src/engine/weights.ts'
+import { ModelProto } from '../../src/engine/onnx-proto.ts'
 
 const dir = '../shared/models/stories260K'
 const reference = JSON.parse(readFileSync(`${dir}/reference.json`, 'utf8'))
@@ -32,6 +35,33 @@ describe('stories260K reference', () => {
       })
     }
   }
+
+  it('tensors over a device buffer limit are split into column groups with exactly the same ids', async () => {
+    const { model, tokenizer } = await openModel(`${dir}/stories260K.gguf`)
+    const limit = 10_000 // every projection of stories260K is bigger: q 16 KiB, ffn 44 KiB, head 128 KiB
+    const head = buildHeadGraph(model.config, new Float32Array(64).fill(1), await readMatrix(model, 'token_embd.weight'), { maxTensorBytes: limit })
+    const initializers = ModelProto.decode(head).graph.initializer
+    expect(initializers.length).toBeGreaterThan(10)
+    for (const t of initializers) expect(t.rawData.length, t.name).toBeLessThanOrEqual(limit)
+    const pipeline = await LocalPipeline.load(model, { ...await loadRuntime(), maxBufferBytes: limit }, [[0, 1], [2, 4]])
+    for (const ref of reference.results) {
+      pipeline.reset()
+      const { tokens } = await pipeline.generate(tokenizer.encode(ref.prompt), { maxTokens: 64, stopTokens: tokenizer.stopTokens })
+      expect(tokens).toEqual(ref.generated_tokens)
+    }
+    await pipeline.release()
+    // One output column of the head (64 floats) cannot be split further.
+    await expect(LocalPipeline.load(model, { ...await loadRuntime(), maxBufferBytes: 255 })).rejects.toThrow(/exceeds this device's largest buffer/)
+    await model.source.close?.()
+  })
+
+  it('a quantized projection splits along its output rows, blocks and scales intact', () => {
+    const m = { bits: 8 as const, k: 64, n: 5, packed: Uint8Array.from({ length: 5 * 64 }, (_, i) => i % 251), scales: Float32Array.from({ length: 10 }, (_, i) => i) }
+    const parts = splitLinear(m, [64, 5], 2 * 64 + 1) as QuantizedMatrix[]
+    expect(parts.map(p => p.n)).toEqual([2, 2, 1])
+    expect(parts.map(p => Array.from(p.scales))).toEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]])
+    expect(Array.from(parts[1].packed)).toEqual(Array.from(m.packed.subarray(128, 256)))
+  })
 
   it('prefill in small chunks gives the same tokens as one call', async () => {
     const { model, tokenizer } = await openModel(`${dir}/stories260K.gguf`)
