@@ -54,8 +54,9 @@ describe('invitations', () => {
       return p != null && p.connection.transport !== 'none' ? p : undefined
     }, 30_000)
     expect(listed.capabilities.platform).toBe('browser')
-    const conns: string[] = await page.evaluate(() => (globalThis as any).clawnet.node.getConnections().map((c: any) => c.remotePeer.toString()))
-    expect(conns).toContain(aId)
+    // A relayed link may be swapped for a direct one at any moment, so look until one is up.
+    await waitFor('the newcomer to hold a connection to A', async () => (await page.evaluate(() =>
+      (globalThis as any).clawnet.node.getConnections().map((c: any) => c.remotePeer.toString())) as string[]).includes(aId), 20_000)
     expect(errors).toEqual([])
     await ctx.close()
   })
