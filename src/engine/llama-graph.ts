@@ -182,6 +182,21 @@ export function concatLinear (parts: Linear[], dim: number): Linear {
   throw new Error('cannot fuse projections stored in different encodings')
 }
 
+const sameEncoding = (parts: Linear[]): boolean => parts.every(p => p instanceof Float32Array) ||
+  parts.every(p => !(p instanceof Float32Array) && p.bits === (parts[0] as QuantizedMatrix).bits)
+const outputs = (w: Linear, dim: number): number => w instanceof Float32Array ? w.length / dim : w.n
+
+/**
+ * Projections of one input as one weight (one MatMul); when they are stored differently (a
+ * packed Q8_0 q next to a dequantized Q6_K v) each keeps its own MatMul and the outputs are
+ * concatenated.
+ */
+function fusedWeight (g: GraphBuilder, name: string, parts: Linear[], dim: number, opts: GraphOptions): WeightRef {
+  const n = parts.reduce((a, p) => a + outputs(p, dim), 0)
+  if (sameEncoding(parts)) return addWeight(g, name, concatLinear(parts, dim), [dim, n], opts)
+  return { name, parts: parts.map((p, i) => addWeight(g, `${name}.${i}`, p, [dim, outputs(p, dim)], opts)) }
+}
+
 const concatBias = (parts: Array<Float32Array | undefined>): Float32Array | undefined =>
   parts.some(p => p == null) ? undefined : Float32Array.from(parts.flatMap(p => Array.from(p as Float32Array)))
 
@@ -197,7 +212,7 @@ function fusedBlock (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, 
   const name = `blk.${layer}`
   const attnNorm = addWeight(g, `${name}.attnNorm`, wt.attnNorm, [c.dim])
   const ffnNorm = addWeight(g, `${name}.ffnNorm`, wt.ffnNorm, [c.dim])
-  const qkv = addWeight(g, `${name}.qkv`, concatLinear([wt.q, wt.k, wt.v], c.dim), [c.dim, q + 2 * kvDim], opts)
+  const qkv = fusedWeight(g, `${name}.qkv`, [wt.q, wt.k, wt.v], c.dim, opts)
   const bias = concatBias([wt.qBias, wt.kBias, wt.vBias])
   const qkvBias = bias != null ? { name: g.weight(`${name}.qkvBias`, bias, [bias.length]) } : undefined
   const o = addWeight(g, `${name}.o`, wt.o, [q, c.dim], opts)
@@ -208,7 +223,7 @@ function fusedBlock (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, 
   }, [`attn_${layer}`, kv.presentK, kv.presentV], 'com.microsoft')
   const h = g.op1('Add', [x, linear(g, attn, o)])
   // gate and up share their input: one MatMul, split in two.
-  const gateUp = addWeight(g, `${name}.gateUp`, concatLinear([wt.gate, wt.up], c.dim), [c.dim, 2 * c.hiddenDim], opts)
+  const gateUp = fusedWeight(g, `${name}.gateUp`, [wt.gate, wt.up], c.dim, opts)
   const down = addWeight(g, `${name}.down`, wt.down, [c.hiddenDim, c.dim], opts)
   const [gate, up] = g.op('Split', [linear(g, rmsNorm(g, h, ffnNorm, c.normEps), gateUp), g.ints([c.hiddenDim, c.hiddenDim])], { axis: -1 }, 2)
   const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])])

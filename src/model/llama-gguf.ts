@@ -15,6 +15,8 @@ export interface LlamaGgufOptions {
   type?: GgmlType
   /** Type of output.weight; defaults to `type`. */
   outputType?: GgmlType
+  /** Per-tensor types that override `type` (mixed files, as llama.cpp's Q4_K_M keeps attn_v higher). */
+  tensorTypes?: Record<string, GgmlType>
   chatTemplate?: string
 }
 
@@ -45,7 +47,8 @@ export async function buildLlamaGguf (config: LlamaConfig, vocab: Vocabulary, re
   const tensors: TensorToWrite[] = []
   // Rows that are not whole blocks of the chosen type (e.g. stories260K's 172-wide FFN) stay
   // F32, as llama.cpp's quantizer falls back for such tensors.
-  const add = async (name: string, dims: number[], wanted: GgmlType): Promise<void> => {
+  const add = async (name: string, dims: number[], requested: GgmlType): Promise<void> => {
+    const wanted = opts.tensorTypes?.[name] ?? requested
     const t = dims[0] % blockElements(wanted) === 0 ? wanted : GgmlType.F32
     tensors.push({ name, dims, type: t, data: quantize(t, await read(name)) })
   }

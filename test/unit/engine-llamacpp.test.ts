@@ -27,13 +27,15 @@ const base: LlamaConfig = {
   contextLength: 256, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: true, qkvBias: false
 }
 
-const cases: Array<{ name: string, config: Partial<LlamaConfig>, type: GgmlType, outputType?: GgmlType, layers?: Array<[number, number]> }> = [
+const cases: Array<{ name: string, config: Partial<LlamaConfig>, type: GgmlType, outputType?: GgmlType, tensorTypes?: Record<string, GgmlType>, layers?: Array<[number, number]> }> = [
   { name: 'more layers, GQA 4:1, rope theta 500000, untied head, F32', config: { nLayers: 7, dim: 128, hiddenDim: 256, nHeads: 8, nKvHeads: 2, ropeTheta: 500000, tiedEmbeddings: false }, type: GgmlType.F32, layers: [[0, 2], [3, 6]] },
   { name: 'multi-head (no GQA), tied, Q8_0', config: { nKvHeads: 4 }, type: GgmlType.Q8_0 },
   { name: 'head size 32, GQA 3:1, F16', config: { dim: 192, hiddenDim: 384, nHeads: 6, nKvHeads: 2, headDim: 32, tiedEmbeddings: false }, type: GgmlType.F16 },
   { name: 'Q4_0 weights, untied head', config: { dim: 96, hiddenDim: 256, nHeads: 6, nKvHeads: 3, tiedEmbeddings: false }, type: GgmlType.Q4_0 },
   { name: 'Q4_K weights, Q6_K head, multi-query', config: { dim: 256, hiddenDim: 512, nHeads: 4, nKvHeads: 1, headDim: 64, tiedEmbeddings: false }, type: GgmlType.Q4_K, outputType: GgmlType.Q6_K },
-  { name: 'Qwen2: q/k/v biases, neox rope, theta 1e6', config: { architecture: 'qwen2', ropeStyle: 'neox', qkvBias: true, ropeTheta: 1e6, tiedEmbeddings: false }, type: GgmlType.F32 }
+  { name: 'Qwen2: q/k/v biases, neox rope, theta 1e6', config: { architecture: 'qwen2', ropeStyle: 'neox', qkvBias: true, ropeTheta: 1e6, tiedEmbeddings: false }, type: GgmlType.F32 },
+  // Packed Q8_0 q/k next to a dequantized Q6_K v in one fused q/k/v projection.
+  { name: 'mixed Q8_0 with Q6_K attn_v and ffn_down', config: { dim: 256, hiddenDim: 512, nHeads: 4, nKvHeads: 2, headDim: 64, tiedEmbeddings: false }, type: GgmlType.Q8_0, tensorTypes: { 'blk.0.attn_v.weight': GgmlType.Q6_K, 'blk.1.attn_v.weight': GgmlType.Q6_K, 'blk.0.ffn_down.weight': GgmlType.Q6_K }, layers: [[0, 0], [1, 1]] }
 ]
 
 const PROMPT = [1, 400, 290, 17, 300, 261, 377, 45]
@@ -92,7 +94,7 @@ describe('engine vs llama.cpp on random-weight GGUF models', () => {
     it(tc.name, async () => {
       const config = { ...base, ...tc.config }
       const path = join(dir, `case${i}.gguf`)
-      await writeFile(path, await randomLlamaGguf(config, vocab, { seed: 11 + i, type: tc.type, outputType: tc.outputType }))
+      await writeFile(path, await randomLlamaGguf(config, vocab, { seed: 11 + i, type: tc.type, outputType: tc.outputType, tensorTypes: tc.tensorTypes }))
       const expected = await llamaCppGreedy(path)
       expect(new Set(expected).size, 'a degenerate model repeating one token would prove little').toBeGreaterThan(3)
       const quantized = tc.type !== GgmlType.F32 && tc.type !== GgmlType.F16
