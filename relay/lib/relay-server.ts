@@ -16,6 +16,11 @@ import { TOPICS } from '../../src/mesh/topics.ts'
 import { PROTOCOL_VERSION } from '../../src/protocol/version.ts'
 import type { RejectReason } from '../../src/protocol/envelope.ts'
 import { loadRelayKey } from './relay-key.ts'
+import { LIMITS } from '../../src/protocol/limits.ts'
+import { MAX_GOSSIP_BYTES } from '../../src/ledger/sync.ts'
+// The relay checks every topic's messages as agents do, so it must know every message type.
+import '../../src/swarm/messages.ts'
+import '../../src/peer/services/ledger-service.ts'
 import { serveFile } from './static.ts'
 
 export interface RelayOptions {
@@ -89,8 +94,9 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
   for (const topic of Object.values(TOPICS)) {
     // The relay forwards only what it subscribes to, and drops what fails the same checks agents apply.
     pubsub.subscribe(topic)
+    const maxBytes = topic === TOPICS.ledger ? MAX_GOSSIP_BYTES : LIMITS.maxEnvelopeBytes
     pubsub.topicValidators.set(topic, async (from: any, msg: any) => {
-      const d = await inbox.admit(msg.data, { transportFrom: msg.from?.toString() ?? from.toString(), senderMustMatch: msg.from != null })
+      const d = await inbox.admit(msg.data, { transportFrom: msg.from?.toString() ?? from.toString(), senderMustMatch: msg.from != null, maxBytes })
       if (d.ok) return TopicValidatorResult.Accept
       return IGNORED.includes(d.reason) ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
     })

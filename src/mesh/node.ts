@@ -9,7 +9,6 @@ import { ping, type Ping } from '@libp2p/ping'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
-import { LIMITS } from '../protocol/limits.ts'
 
 export interface AgentNodeOptions {
   privateKey: PrivateKey
@@ -28,7 +27,8 @@ export function gossipOptions (): Parameters<typeof gossipsub>[0] {
     // An agent alone on a topic still publishes (its announce must go out the moment a peer arrives).
     allowPublishToZeroTopicPeers: true,
     emitSelf: false,
-    maxInboundDataLength: LIMITS.maxEnvelopeBytes + 1024,
+    // The largest gossip any topic allows (ledger heads); each topic's own limit is checked per envelope.
+    maxInboundDataLength: 64 * 1024 + 1024,
     // Frequent heartbeats keep a small mesh converging within a second or two.
     heartbeatInterval: 700,
     runOnLimitedConnection: true

@@ -3,7 +3,13 @@ import { PROTOCOL_MAJOR } from '../protocol/version.ts'
 /** Gossip topics carry the major version so incompatible generations never share a mesh topic. */
 export const TOPICS = {
   announce: `clawnet/${PROTOCOL_MAJOR}/announce`,
-  tavern: `clawnet/${PROTOCOL_MAJOR}/tavern`
+  tavern: `clawnet/${PROTOCOL_MAJOR}/tavern`,
+  /** Which agent hosts which blocks of which model (distributed inference). */
+  shards: `clawnet/${PROTOCOL_MAJOR}/shards`,
+  /** Signed spot-check evidence against peers whose outputs did not match. */
+  evidence: `clawnet/${PROTOCOL_MAJOR}/evidence`,
+  /** Credit chain heads and double-spend proofs. */
+  ledger: `clawnet/${PROTOCOL_MAJOR}/ledger`
 } as const
 
 /** Stream protocols (libp2p protocol ids). */

@@ -90,46 +90,63 @@ export class MeshClient {
     let hops: HopSession[] = []
     let histories: History[] = []
 
-    const openChain = async (route: Hop[], replayInput?: Float32Array, replayTokens = 0): Promise<{ sessions: HopSession[], histories: History[] }> => {
+    /** Opens sessions along `route`, feeding `replay` (the inputs of its first hop so far) through it. */
+    const openChain = async (route: Hop[], replay?: History): Promise<{ sessions: HopSession[], histories: History[] }> => {
       const sessions: HopSession[] = []
       const hist: History[] = []
-      let input = replayInput
-      for (const hop of route) {
-        const s = await HopSession.open(await this.deps.connect(hop.peer), hop, this.model, maxLength, { dtype, dim: c.dim, timeoutMs })
-        sessions.push(s)
-        const h = new History()
-        if (input != null && replayTokens > 0) {
-          h.add(input, replayTokens)
-          input = (await s.step(input, replayTokens)).out
+      let input = replay != null && replay.tokens > 0 ? replay.all() : undefined
+      try {
+        for (const hop of route) {
+          let conn
+          try {
+            conn = await this.deps.connect(hop.peer)
+          } catch (err: any) {
+            throw new SessionFailure('transport', `cannot reach ${hop.peer}: ${err?.message ?? err}`, hop.peer)
+          }
+          const s = await HopSession.open(conn, hop, this.model, maxLength, { dtype, dim: c.dim, timeoutMs })
+          sessions.push(s)
+          const h = new History()
+          if (input != null) {
+            h.add(input, replay!.tokens)
+            input = (await s.step(input, replay!.tokens)).out
+          }
+          hist.push(h)
         }
-        hist.push(h)
+      } catch (err) {
+        for (const s of sessions) void s.close()
+        throw err
       }
       return { sessions, histories: hist }
+    }
+
+    /**
+     * Routes and opens a chain from block `from`, banning and re-routing around peers that fail
+     * while it is being set up. `replay` rebuilds the new hops' caches.
+     */
+    const establish = async (from: number, replay?: History): Promise<{ route: Hop[], sessions: HopSession[], histories: History[] }> => {
+      for (let attempt = 0; ; attempt++) {
+        const route = this.plan(from)
+        try {
+          return { route, ...(await openChain(route, replay)) }
+        } catch (err) {
+          if (!(err instanceof SessionFailure) || err.peer == null || attempt >= 4) throw err
+          this.deps.bans.ban(err.peer)
+        }
+      }
     }
 
     /** Replace hop i and everything after it, rebuilding caches from hop i's recorded inputs. */
     const recover = async (i: number, err: unknown): Promise<void> => {
       const failed = hops[i]
-      this.deps.bans.ban(failed.hop.peer)
+      this.deps.bans.ban((err as SessionFailure).peer ?? failed.hop.peer)
       for (const s of hops.slice(i)) void s.close()
-      for (let attempt = 0; ; attempt++) {
-        const route = this.plan(failed.hop.start)
-        try {
-          const replay = histories[i]
-          const opened = await openChain(route, replay.tokens > 0 ? replay.all() : undefined, replay.tokens)
-          hops = [...hops.slice(0, i), ...opened.sessions]
-          histories = [...histories.slice(0, i), ...opened.histories]
-          result.failovers++
-          const reason = `blocks ${failed.hop.start}+ moved off ${failed.hop.peer}: ${(err as Error)?.message ?? err}`
-          result.routes.push({ hops: hops.map(s => s.hop), reason })
-          opts.onRoute?.(hops.map(s => s.hop), reason)
-          return
-        } catch (e) {
-          if (!(e instanceof SessionFailure) || attempt >= 4) throw e
-          const bad = route.find(h => (e as Error).message.includes(h.peer))
-          if (bad != null) this.deps.bans.ban(bad.peer)
-        }
-      }
+      const next = await establish(failed.hop.start, histories[i])
+      hops = [...hops.slice(0, i), ...next.sessions]
+      histories = [...histories.slice(0, i), ...next.histories]
+      result.failovers++
+      const reason = `blocks ${failed.hop.start}+ moved off ${failed.hop.peer}: ${(err as Error)?.message ?? err}`
+      result.routes.push({ hops: hops.map(s => s.hop), reason })
+      opts.onRoute?.(hops.map(s => s.hop), reason)
     }
 
     const forward = async (ids: number[]): Promise<Float32Array> => {
@@ -152,12 +169,11 @@ export class MeshClient {
     }
 
     const t0 = performance.now()
-    const first = this.plan(0)
-    const opened = await openChain(first)
+    const opened = await establish(0)
     hops = opened.sessions
     histories = opened.histories
-    result.routes.push({ hops: first, reason: 'initial' })
-    opts.onRoute?.(first, 'initial')
+    result.routes.push({ hops: opened.route, reason: 'initial' })
+    opts.onRoute?.(opened.route, 'initial')
     try {
       let logits = await forward(prompt)
       const history = [...prompt]
@@ -195,31 +211,31 @@ export class MeshClient {
     const other = this.deps.shards().find(e => e.start === hop.start && e.end === hop.end && e.peer !== hop.peer && !this.deps.bans.isBanned(e.peer))
     if (other == null) return
     const dim = this.ends.config.dim
-    const all = new Float32Array(history.all().length + input.length)
-    all.set(history.all())
-    all.set(input, all.length - input.length)
+    const past = history.all()
+    const all = new Float32Array(past.length + input.length)
+    all.set(past)
+    all.set(input, past.length)
     const tokens = history.tokens + 1
+    let ref: Float32Array | undefined
     let checker: HopSession | undefined
     try {
       checker = await HopSession.open(await this.deps.connect(other.peer), { ...hop, peer: other.peer }, this.model, o.maxLength, { dtype: o.dtype, dim, timeoutMs: o.timeoutMs })
-      const ref = (await checker.step(all, tokens)).out.subarray((tokens - 1) * dim)
-      result.spotChecks++
-      const cmp = compareOutputs(out, ref)
-      if (!cmp.agrees) {
-        this.deps.standing.penalise(hop.peer)
-        this.deps.bans.ban(hop.peer)
-        this.deps.onEvidence?.({
-          model: this.model, start: hop.start, end: hop.end, accused: hop.peer, reference: other.peer,
-          maxDiff: cmp.maxDiff, tolerance: cmp.tolerance, inputDigest: digest(all), accusedDigest: digest(out), referenceDigest: digest(ref)
-        })
-        // The step itself is redone through the recovery path with the accused banned.
-        throw new SessionFailure('malformed', `${hop.peer} failed a spot check against ${other.peer} (max diff ${cmp.maxDiff.toExponential(2)} > ${cmp.tolerance.toExponential(2)})`)
-      }
-    } catch (err) {
-      if (err instanceof SessionFailure && err.message.includes('failed a spot check')) throw err
-      // The checker itself failing says nothing about the checked peer.
+      ref = (await checker.step(all, tokens)).out.subarray((tokens - 1) * dim)
+    } catch {
+      // The checker failing says nothing about the checked peer.
+      return
     } finally {
       void checker?.close()
     }
+    result.spotChecks++
+    const cmp = compareOutputs(out, ref)
+    if (cmp.agrees) return
+    this.deps.standing.penalise(hop.peer)
+    this.deps.onEvidence?.({
+      model: this.model, start: hop.start, end: hop.end, accused: hop.peer, reference: other.peer,
+      maxDiff: cmp.maxDiff, tolerance: cmp.tolerance, inputDigest: digest(all), accusedDigest: digest(out), referenceDigest: digest(ref)
+    })
+    // The step is redone through the recovery path, which bans the accused.
+    throw new SessionFailure('malformed', `${hop.peer} failed a spot check against ${other.peer} (max diff ${cmp.maxDiff.toExponential(2)} > ${cmp.tolerance.toExponential(2)})`, hop.peer)
   }
 }

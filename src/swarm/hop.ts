@@ -21,7 +21,7 @@ export class HopSession {
     try {
       stream = await conn.newStream(INFERENCE_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(opts.timeoutMs) })
     } catch (err: any) {
-      throw new SessionFailure('transport', `cannot open a session with ${hop.peer}: ${err?.message ?? err}`)
+      throw new SessionFailure('transport', `cannot open a session with ${hop.peer}: ${err?.message ?? err}`, hop.peer)
     }
     const frames = sessionFrames(stream)
     const session = new HopSession(hop, stream, frames, opts.dtype, opts.dim, opts.timeoutMs)
@@ -65,9 +65,13 @@ export class HopSession {
     try {
       return await fn(signal)
     } catch (err: any) {
-      if (err instanceof SessionFailure) throw err
-      if (signal.aborted) throw new SessionFailure('timeout', `${this.hop.peer} did not answer within ${this.timeoutMs} ms`)
-      throw new SessionFailure('transport', `${this.hop.peer}: ${err?.message ?? err}`)
+      const failure = err instanceof SessionFailure
+        ? err
+        : signal.aborted
+          ? new SessionFailure('timeout', `${this.hop.peer} did not answer within ${this.timeoutMs} ms`)
+          : new SessionFailure('transport', `${this.hop.peer}: ${err?.message ?? err}`)
+      failure.peer ??= this.hop.peer
+      throw failure
     }
   }
 

@@ -1,13 +1,12 @@
 import { registerMessageType } from '../protocol/messages.ts'
+import { TOPICS } from '../mesh/topics.ts'
 
-/** Topic for shard announces: which agent hosts which stages of which model, and how fast. */
-export const SHARD_TOPIC = 'clawnet/1/shards'
+export const SHARD_TOPIC = TOPICS.shards
 /** Stream protocol for inference sessions (open, prefill/decode steps, close). */
 export const INFERENCE_PROTOCOL = '/clawnet/inference/1.0.0'
 /** Stream protocol for weight bytes: peers that hold a range serve its tensors to others. */
 export const WEIGHTS_PROTOCOL = '/clawnet/weights/1.0.0'
-/** Topic for signed spot-check evidence against a peer whose output did not match. */
-export const EVIDENCE_TOPIC = 'clawnet/1/evidence'
+export const EVIDENCE_TOPIC = TOPICS.evidence
 
 export interface ShardAnnounce {
   /** Content hash of the model manifest: two agents with the same hash hold the same weights. */

@@ -24,7 +24,10 @@ export function sessionFrames (stream: Stream) {
 }
 
 export class SessionFailure extends Error {
-  constructor (readonly code: SessionError | 'timeout' | 'transport' | 'malformed', message: string) {
+  /** The peer at fault, when known, so the client can route around it. */
+  peer?: string
+  constructor (readonly code: SessionError | 'timeout' | 'transport' | 'malformed', message: string, peer?: string) {
     super(message)
+    this.peer = peer
   }
 }

@@ -1,0 +1,134 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startRelay, MODELS_DIR } from '../helpers/relay.ts'
+import { waitFor } from '../helpers/peer-process.ts'
+import { startAgent } from '../../src/peer/start.ts'
+import type { Agent } from '../../src/peer/agent.ts'
+import type { SwarmService } from '../../src/swarm/swarm-service.ts'
+import { SHARD_TOPIC } from '../../src/swarm/messages.ts'
+
+const MODEL_FILE = join(MODELS_DIR, 'stories260K/stories260K.gguf')
+const reference = JSON.parse(readFileSync(join(MODELS_DIR, 'stories260K/reference.json'), 'utf8'))
+const once = reference.results[0]
+
+type Tamper = (forward: (h: Float32Array, n: number, c: any) => Promise<Float32Array>) => (h: Float32Array, n: number, c: any) => Promise<Float32Array>
+
+/**
+ * Real agents on a real relay, in this process so a test can make one of them misbehave: the
+ * network, sessions and client are the production code; only a host's forward pass is tampered.
+ */
+describe('distributed inference with misbehaving peers', () => {
+  let relay: Awaited<ReturnType<typeof startRelay>>
+  const agents: Agent[] = []
+  const dirs: string[] = []
+  let model: string
+
+  const agent = async (name: string, swarm = {}): Promise<Agent> => {
+    const dir = await mkdtemp(join(tmpdir(), 'clawnet-fault-'))
+    dirs.push(dir)
+    const a = await startAgent({ relayAddrs: relay.multiaddrs, dataDir: dir, profile: { name }, iceServers: [], swarm })
+    agents.push(a)
+    return a
+  }
+  const swarmOf = (a: Agent): SwarmService => a.service<SwarmService>('swarm')!
+  const host = async (name: string, tamper?: Tamper): Promise<Agent> => {
+    const a = await agent(name)
+    const h = await swarmOf(a).host(MODEL_FILE, { layers: [0, 4] })
+    model = h.model
+    if (tamper != null) {
+      const range = (swarmOf(a) as any).server.hosted.range
+      range.forward = tamper(range.forward.bind(range))
+    }
+    return a
+  }
+  const seesHosts = async (client: Agent, ids: string[]): Promise<void> => {
+    await waitFor(`the client to see hosts ${ids.join(', ')}`, () => {
+      const servers = swarmOf(client).view().models[0]?.servers.map(s => s.peer) ?? []
+      return ids.every(id => servers.includes(id))
+    }, 30_000, 200)
+  }
+
+  beforeAll(async () => {
+    relay = await startRelay()
+  })
+
+  afterAll(async () => {
+    for (const a of agents) await a.stop().catch(() => {})
+    await relay?.stop()
+    for (const d of dirs) await rm(d, { recursive: true, force: true })
+  })
+
+  it('a spot check catches a host that perturbs its output; evidence spreads and the output stays right', async () => {
+    const honest = await host('honest')
+    const liar = await host('liar', forward => async (h, n, c) => {
+      const out = await forward(h, n, c)
+      return out.map((v, i) => v + (i % 7 === 0 ? 0.5 : 0))
+    })
+    const client = await agent('checker', { spotCheckRate: 1 })
+    await seesHosts(client, [honest.id, liar.id])
+    // Make the route start on the liar, so the check has something to catch.
+    swarmOf(client).standing.penalise(honest.id, 0.01)
+    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 64, temperature: 0, stopAtEos: false })
+    expect(r.tokens).toEqual(once.generated_tokens)
+    expect(r.routes[0].hops[0].peer).toBe(liar.id)
+    expect(r.routes.at(-1)!.hops[0].peer).toBe(honest.id)
+    expect(r.routes.at(-1)!.reason).toMatch(/failed a spot check/)
+    const evidence = swarmOf(client).view().evidence
+    expect(evidence.some(e => e.accused === liar.id && e.reference === honest.id && e.maxDiff > e.tolerance)).toBe(true)
+    await waitFor('the evidence to reach the honest host by gossip', () =>
+      swarmOf(honest).view().evidence.some(e => e.accused === liar.id && e.by === client.id), 15_000)
+    expect(swarmOf(honest).view().standing[liar.id]).toBeLessThan(1)
+    await liar.stop()
+  })
+
+  it('routes around a host sending wrongly shaped frames', async () => {
+    const bad = await host('short-frames', forward => async (h, n, c) => (await forward(h, n, c)).subarray(1))
+    const good = await host('good')
+    const client = await agent('client-shapes')
+    await seesHosts(client, [bad.id, good.id])
+    swarmOf(client).standing.penalise(good.id, 0.01)
+    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 16, temperature: 0, stopAtEos: false })
+    expect(r.tokens).toEqual(once.generated_tokens.slice(0, 16))
+    expect(r.routes[0].hops[0].peer).toBe(bad.id)
+    expect(r.routes.at(-1)!.reason).toMatch(/bad tensor|expected/)
+    await bad.stop()
+    await good.stop()
+  })
+
+  it('routes around a stalled host after the step deadline', async () => {
+    const stalled = await host('stalled', () => async () => await new Promise<Float32Array>(() => {}))
+    const good = await host('good-2')
+    const client = await agent('client-stall')
+    await seesHosts(client, [stalled.id, good.id])
+    swarmOf(client).standing.penalise(good.id, 0.01)
+    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 8, temperature: 0, stopAtEos: false, stepTimeoutMs: 3000 })
+    expect(r.tokens).toEqual(once.generated_tokens.slice(0, 8))
+    expect(r.routes.at(-1)!.reason).toMatch(/did not answer within 3000 ms/)
+    await stalled.stop()
+    await good.stop()
+  })
+
+  it('routes around an agent that claims a range it does not hold', async () => {
+    const good = await host('good-3')
+    const client = await agent('client-claims')
+    const claimer = await agent('claimer')
+    // Announce blocks 0-4 without hosting anything.
+    const announce = (): Promise<unknown> => (claimer as any).context().publish(SHARD_TOPIC, 'shard.announce', {
+      model, name: 'stories260K.gguf', nLayers: 5, start: 0, end: 4, msPerTokenLayer: 0.001, freeCacheTokens: 100000, load: 0, rtts: {}, ttl: 60
+    })
+    await waitFor('the false claim to reach the client', async () => {
+      await announce()
+      return swarmOf(client).view().models[0]?.servers.some(s => s.peer === claimer.id)
+    }, 30_000, 1000)
+    await seesHosts(client, [good.id])
+    swarmOf(client).standing.penalise(good.id, 0.01)
+    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 8, temperature: 0, stopAtEos: false })
+    expect(r.tokens).toEqual(once.generated_tokens.slice(0, 8))
+    // The false claim never became a working hop: setup failed on it and routed to the real host.
+    expect(r.routes.map(x => x.hops[0].peer)).toEqual([good.id])
+    expect(swarmOf(client).bans.isBanned(claimer.id)).toBe(true)
+  })
+})
