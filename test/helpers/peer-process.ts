@@ -24,7 +24,7 @@ export interface PeerProcess {
 }
 
 /** `clawnet peer` as a real child process, exactly as a user or an agent computer runs it. */
-export async function startPeerProcess (relay: string, name: string, extra: string[] = []): Promise<PeerProcess> {
+export async function startPeerProcess (relay: string, name: string, extra: string[] = [], opts: { startTimeoutMs?: number } = {}): Promise<PeerProcess> {
   const dataDir = await mkdtemp(join(tmpdir(), 'clawnet-peer-'))
   const port = await freePort()
   let out = ''
@@ -32,7 +32,8 @@ export async function startPeerProcess (relay: string, name: string, extra: stri
   child.stdout!.on('data', d => { out += String(d) })
   child.stderr!.on('data', d => { out += String(d) })
   const api = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 30_000
+  // Hosting peers load (and hash) their model before the API comes up.
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000)
   while (!out.includes('API:')) {
     if (child.exitCode != null) throw new Error(`peer exited ${child.exitCode}: ${out}`)
     if (Date.now() > deadline) throw new Error(`peer did not start: ${out}`)
