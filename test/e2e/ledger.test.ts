@@ -194,7 +194,7 @@ describe('the ledger across browser and Node agents', () => {
     expect(audit.supply).toBe(audit.grants - audit.burned)
     expect(audit.balances).toBe(audit.supply)
     expect(Math.round(total * CREDIT)).toBe(audit.supply)
-    console.log(`ledger e2e: ${blocks} blocks on five chains; total ${total} credits = grants ${audit.grants / CREDIT} - fees ${audit.burned / CREDIT}`)
+    console.log(`ledger e2e: ${blocks} blocks on five chains; total ${total.toFixed(2)} credits = grants ${audit.grants / CREDIT} - fees ${audit.burned / CREDIT}`)
   })
 
   it('a forged block and a replayed transfer are rejected everywhere, and counted', async () => {

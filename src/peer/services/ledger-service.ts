@@ -3,6 +3,8 @@
 // hands every own send straight to its payee so the payee acknowledges it at once, and claims
 // the failsafe grants the own chain is eligible for. Everything from outside is verified by
 // the ledger before it counts; what is refused is counted by reason for the credits view.
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Connection } from '@libp2p/interface'
 import { hashBlock, LedgerError, type Block } from '../../ledger/block.ts'
 import { Ledger } from '../../ledger/ledger.ts'
 import { proofId, type DoubleSpendProof } from '../../ledger/doublespend.ts'
@@ -46,6 +48,7 @@ const MAX_FLOWS = 50
 const MAX_RECENT = 50
 const MAX_DELIVERIES = 256
 const MAX_FETCH_ROUNDS = 64
+const DIAL_TIMEOUT_MS = 15_000
 
 export class LedgerService implements AgentService {
   readonly name = 'ledger'
@@ -136,7 +139,7 @@ export class LedgerService implements AgentService {
     try {
       const { type, ...body } = creditTransfer(send)
       const env = await ctx.sign(type, body, send.counterparty)
-      const bytes = await ask(await ctx.connect(send.counterparty), env)
+      const bytes = await ask(await this.link(send.counterparty), env)
       const reason = readReason(bytes)
       await this.absorb(bytes, send.counterparty)
       const receive = this.receiptOf(send)
@@ -227,7 +230,7 @@ export class LedgerService implements AgentService {
         if (this.inflight.has(key)) continue
         this.inflight.add(key)
         try {
-          const r = await this.absorb(await ask(await this.context.connect(peer), req), peer, false)
+          const r = await this.absorb(await ask(await this.link(peer), req), peer, false)
           next.push(...r.requests)
         } catch {
           // Unreachable or slow: the next heads from anyone who holds the chain bring it.
@@ -270,6 +273,20 @@ export class LedgerService implements AgentService {
       this.lastHead = Date.now()
       void this.gossip(this.sync.ownHead())
     }, Math.max(0, this.lastHead + HEAD_MIN_GAP_MS - Date.now()))
+  }
+
+  /**
+   * Any open connection serves ledger traffic, which is small; dialing (which holds out for a
+   * direct WebRTC link, address by address) happens only when there is none, and is bounded.
+   */
+  private async link (peer: string): Promise<Connection> {
+    const open = this.context.node.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open')
+    const best = open.find(c => c.limits == null) ?? open[0]
+    if (best != null) return best
+    return await Promise.race([
+      this.context.connect(peer),
+      new Promise<never>((_resolve, reject) => setTimeout(() => { reject(new Error(`cannot reach ${peer} in time`)) }, DIAL_TIMEOUT_MS))
+    ])
   }
 
   private async gossip (m: SyncMessage): Promise<void> {
