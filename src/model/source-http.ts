@@ -7,6 +7,12 @@ export interface ByteSource {
   close?: () => Promise<void>
 }
 
+/**
+ * Largest single Range request: bigger reads (a 2 GB+ embedding or head) are fetched in pieces
+ * of this size, so no one fetched piece reaches the 2 GB that browsers and servers trip on.
+ */
+export const httpPiece = { bytes: 1 << 30 }
+
 export async function openHttpSource (url: string, onProgress?: (loaded: number) => void): Promise<ByteSource> {
   const head = await fetch(url, { method: 'HEAD' })
   if (!head.ok) throw new Error(`${url}: HTTP ${head.status}`)
@@ -22,10 +28,17 @@ export async function openHttpSource (url: string, onProgress?: (loaded: number)
         throw new Error(`${name}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes): truncated or corrupt`)
       }
       if (length === 0) return new Uint8Array(0)
-      const res = await fetch(url, { headers: { range: `bytes=${offset}-${offset + length - 1}` } })
-      if (res.status !== 206) throw new Error(`${url}: expected 206 Partial Content for a Range request, got ${res.status}`)
-      const body = new Uint8Array(await res.arrayBuffer())
-      if (body.length !== length) throw new Error(`${url}: asked for ${length} bytes at ${offset}, got ${body.length}`)
+      const body = new Uint8Array(length)
+      for (let done = 0; done < length;) {
+        const n = Math.min(httpPiece.bytes, length - done)
+        const start = offset + done
+        const res = await fetch(url, { headers: { range: `bytes=${start}-${start + n - 1}` } })
+        if (res.status !== 206) throw new Error(`${url}: expected 206 Partial Content for a Range request, got ${res.status}`)
+        const piece = new Uint8Array(await res.arrayBuffer())
+        if (piece.length !== n) throw new Error(`${url}: asked for ${n} bytes at ${start}, got ${piece.length}`)
+        body.set(piece, done)
+        done += n
+      }
       loaded += length
       onProgress?.(loaded)
       return body

@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
+import { httpPiece, openHttpSource } from '../../src/model/source-http.ts'
 import { readFile } from 'node:fs/promises'
 import { memorySource } from '../../src/model/source-memory.ts'
 import { openFileSource } from '../../src/model/source.ts'
@@ -62,6 +63,31 @@ function findTypeField (bytes: Uint8Array, name: string): number {
   }
   throw new Error(`${name} not found`)
 }
+
+describe('HTTP byte source', () => {
+  it('fetches a read larger than one piece as several Range requests, each under the piece size', async () => {
+    const file = Uint8Array.from({ length: 1000 }, (_, i) => i % 256)
+    const ranges: string[] = []
+    vi.stubGlobal('fetch', async (_url: string, init?: { method?: string, headers?: Record<string, string> }) => {
+      if (init?.method === 'HEAD') return new Response(null, { status: 200, headers: { 'content-length': String(file.length) } })
+      const range = init?.headers?.range ?? ''
+      ranges.push(range)
+      const [a, b] = /bytes=(\d+)-(\d+)/.exec(range)?.slice(1).map(Number) ?? [0, file.length - 1]
+      return new Response(file.slice(a, b + 1), { status: 206 })
+    })
+    const saved = httpPiece.bytes
+    httpPiece.bytes = 300
+    try {
+      const source = await openHttpSource('http://example.test/m.gguf')
+      expect(Array.from(await source.read(100, 700))).toEqual(Array.from(file.subarray(100, 800)))
+      expect(ranges).toEqual(['bytes=100-399', 'bytes=400-699', 'bytes=700-799'])
+      expect(httpPiece.bytes = saved).toBe(1 << 30) // the default piece stays under 2 GB
+    } finally {
+      httpPiece.bytes = saved
+      vi.unstubAllGlobals()
+    }
+  })
+})
 
 describe('ggml dequantization', () => {
   it('f16 conversion round-trips and rounds to nearest even', () => {
