@@ -8,7 +8,10 @@ import { LocalPipeline, parseLayerRanges } from '../../src/engine/pipeline.ts'
 
 const USAGE = `usage: clawnet generate --model <file or URL> --prompt TEXT [--max-tokens N] [--temperature T]
        [--top-k K] [--top-p P] [--repeat-penalty R] [--seed S] [--layers A-B,...] [--tokenizer FILE]
-       [--threads N] [--memory-budget MiB] [--int8-matmul] [--json]`
+       [--threads N] [--memory-budget MiB] [--f32-matmul] [--json]
+
+Q8_0/Q4_0 weights stay packed with int8 matmuls (as llama.cpp does); --f32-matmul dequantizes
+them to float32 at load instead (4x the memory, slower, no activation rounding).`
 
 export async function run (argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -27,6 +30,7 @@ export async function run (argv: string[]): Promise<number> {
       threads: { type: 'string' },
       'memory-budget': { type: 'string' },
       'int8-matmul': { type: 'boolean', default: false },
+      'f32-matmul': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     }
@@ -44,7 +48,7 @@ export async function run (argv: string[]): Promise<number> {
 
   const { model, tokenizer } = await openModel(values.model, { tokenizer: values.tokenizer })
   const ranges = parseLayerRanges(values.layers, model.config.nLayers)
-  const runtime = await loadRuntime({ threads: num('threads', values.threads), packedMatMul: values['int8-matmul'] })
+  const runtime = await loadRuntime({ threads: num('threads', values.threads), packedMatMul: values['f32-matmul'] ? false : values['int8-matmul'] ? true : undefined })
   const tLoad = performance.now()
   const budgetMiB = num('memory-budget', values['memory-budget'])
   const pipeline = await LocalPipeline.load(model, runtime, ranges, { memoryBudget: budgetMiB != null ? budgetMiB * 2 ** 20 : totalmem() })

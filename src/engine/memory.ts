@@ -1,8 +1,18 @@
 // What loading a stage range costs, before loading it: weights are held as float32 (dequantized
-// at load), the graph bytes exist once more while a session is created, and the KV cache grows
-// to the context length.
+// at load) or, with packedMatMul, Q8_0/Q4_0 as MatMulNBits blocks; the graph bytes exist once
+// more while a session is created, and the KV cache grows to the context length.
 import { tensorNames, type LlamaConfig } from '../model/config.ts'
 import type { ModelFile } from '../model/model-file.ts'
+import { GgmlType } from '../model/ggml-types.ts'
+
+/** Bytes a matrix of `elements` takes once loaded: float32, or packed MatMulNBits blocks + f32 scales. */
+function loadedBytes (model: ModelFile, name: string, packed: boolean): number {
+  const t = model.tensors.get(name)
+  if (t == null) return 0
+  if (packed && t.dims.length > 1 && t.type === GgmlType.Q8_0) return t.elements / 32 * (32 + 4)
+  if (packed && t.dims.length > 1 && t.type === GgmlType.Q4_0) return t.elements / 32 * (16 + 4)
+  return t.elements * 4
+}
 
 export interface MemoryEstimate {
   /** float32 weights of the blocks and head, plus the embedding in its file encoding. */
@@ -12,18 +22,18 @@ export interface MemoryEstimate {
   peakBytes: number
 }
 
-export function estimateMemory (model: ModelFile, ranges: Array<[number, number]> = [[0, model.config.nLayers - 1]], contextTokens = model.config.contextLength): MemoryEstimate {
+export function estimateMemory (model: ModelFile, ranges: Array<[number, number]> = [[0, model.config.nLayers - 1]], contextTokens = model.config.contextLength, opts: { packedMatMul?: boolean } = {}): MemoryEstimate {
+  const packed = opts.packedMatMul === true
   const c: LlamaConfig = model.config
   let blockBytes = 0
   let layers = 0
   for (const [a, b] of ranges) {
     for (let i = a; i <= b; i++) {
       layers++
-      for (const name of Object.values(tensorNames.block(i))) blockBytes += (model.tensors.get(name)?.elements ?? 0) * 4
+      for (const name of Object.values(tensorNames.block(i))) blockBytes += loadedBytes(model, name, packed)
     }
   }
-  const head = model.tensors.get(c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output)
-  const headBytes = (head?.elements ?? 0) * 4 + c.dim * 4
+  const headBytes = loadedBytes(model, c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output, packed) + c.dim * 4
   const embeddingBytes = model.tensors.get(tensorNames.embedding)?.byteLength ?? 0
   const weightBytes = blockBytes + headBytes + embeddingBytes
   const kvCacheBytes = 2 * layers * contextTokens * c.nKvHeads * c.headDim * 4

@@ -6,7 +6,7 @@ export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> 
   return {
     ort: ort as unknown as Runtime['ort'],
     backend: 'cpu',
-    packedMatMul: opts.packedMatMul ?? false,
+    packedMatMul: opts.packedMatMul ?? true,
     fusedAttention: opts.fusedAttention ?? true,
     async createSession (model: Uint8Array) {
       return await ort.InferenceSession.create(model, {

@@ -21,6 +21,7 @@ import { randomLlamaGguf } from '../../src/model/random-model.ts'
 import { loadRuntime } from '../../src/engine/ort.ts'
 import { LocalPipeline } from '../../src/engine/pipeline.ts'
 import { KvCache } from '../../src/engine/stages.ts'
+import { estimateMemory } from '../../src/engine/memory.ts'
 
 const base: LlamaConfig = {
   architecture: 'llama', dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: 512,
@@ -105,10 +106,17 @@ describe('engine vs llama.cpp on random-weight GGUF models', () => {
         expect(tokens).toEqual(expected)
         await pipeline.release()
       } else {
-        await followLlamaCpp(await LocalPipeline.load(model, await loadRuntime(), tc.layers), expected, 0.01)
+        // Dequantized to float32: only llama.cpp rounds activations.
+        await followLlamaCpp(await LocalPipeline.load(model, await loadRuntime({ packedMatMul: false }), tc.layers), expected, 0.01)
         if (tc.type === GgmlType.Q8_0 || tc.type === GgmlType.Q4_0) {
-          // The int8 path rounds activations itself, independently of llama.cpp: two roundings.
-          await followLlamaCpp(await LocalPipeline.load(model, await loadRuntime({ packedMatMul: true }), tc.layers), expected, 0.02)
+          // The int8 path (Node's default for these types) rounds activations itself,
+          // independently of llama.cpp: two roundings.
+          const runtime = await loadRuntime()
+          expect(runtime.packedMatMul).toBe(true)
+          // Packed weights need 36 (Q8_0) or 20 (Q4_0) bytes per 32 values instead of 128.
+          const [packedEstimate, f32Estimate] = [estimateMemory(model, tc.layers, 256, { packedMatMul: true }), estimateMemory(model, tc.layers, 256)]
+          expect(packedEstimate.weightBytes).toBeLessThan(f32Estimate.weightBytes * 0.5)
+          await followLlamaCpp(await LocalPipeline.load(model, runtime, tc.layers), expected, 0.02)
         }
       }
       await model.source.close?.()
