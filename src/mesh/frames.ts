@@ -16,6 +16,10 @@ export function jsonFrames (stream: Stream, maxBytes: number = LIMITS.maxEnvelop
     async writeBytes (bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
       await lp.write(bytes, { signal })
     },
+    /** A JSON header and its binary payload as two frames in one write (one network message). */
+    async writeWithBytes (value: unknown, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+      await lp.writeV([fromString(JSON.stringify(value), 'utf8'), bytes], { signal })
+    },
     /** Raw bytes of the next frame: envelopes are decoded (and counted) by the Inbox. */
     async readBytes (signal?: AbortSignal): Promise<Uint8Array> {
       return (await lp.read({ signal })).subarray()

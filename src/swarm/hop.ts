@@ -35,8 +35,7 @@ export class HopSession {
   /** Sends `tokens` hidden states, returns the range's output for them. */
   async step (hidden: Float32Array, tokens: number): Promise<{ out: Float32Array, computeMs: number }> {
     return await this.call(async signal => {
-      await this.frames.write({ type: 'step', position: this.position, tokens }, signal)
-      await this.frames.writeBytes(encodeTensor(hidden, this.dtype), signal)
+      await this.frames.writeWithBytes({ type: 'step', position: this.position, tokens }, encodeTensor(hidden, this.dtype), signal)
       const reply = await this.expectOk(signal)
       if (reply.tokens !== tokens) throw new SessionFailure('malformed', `${this.hop.peer} answered for ${String(reply.tokens)} tokens, not ${tokens}`)
       let out: Float32Array

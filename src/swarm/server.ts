@@ -156,8 +156,7 @@ export class ShardServer {
         const tally = this.served[client] ??= { tokens: 0, blockTokens: 0 }
         tally.tokens += req.tokens
         tally.blockTokens += req.tokens * this.blocks
-        await reply({ ok: true, tokens: req.tokens, computeMs: Math.round(computeMs * 100) / 100 })
-        await frames.writeBytes(encodeTensor(out, o.dtype))
+        await frames.writeWithBytes({ ok: true, tokens: req.tokens, computeMs: Math.round(computeMs * 100) / 100 } satisfies SessionReply, encodeTensor(out, o.dtype))
       }
     } catch (err: any) {
       if (!(err instanceof SessionFailure) && stream.status === 'open') {

@@ -81,7 +81,9 @@ describe('distributed inference with misbehaving peers', () => {
     await waitFor('the evidence to reach the honest host by gossip', () =>
       swarmOf(honest).view().evidence.some(e => e.accused === liar.id && e.by === client.id), 15_000)
     expect(swarmOf(honest).view().standing[liar.id]).toBeLessThan(1)
+    // Each test starts with only its own hosts in the mesh.
     await liar.stop()
+    await honest.stop()
   })
 
   it('routes around a host sending wrongly shaped frames', async () => {
