@@ -14,7 +14,10 @@ export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> 
         graphOptimizationLevel: 'all',
         intraOpNumThreads: opts.threads ?? 0,
         interOpNumThreads: 1,
-        executionMode: 'sequential'
+        executionMode: 'sequential',
+        // Spinning worker threads wait for work by burning a core; on a machine whose cores are
+        // shared (other jobs, the browser, the relay) that stalls decode several-fold.
+        extra: { session: { 'intra_op.allow_spinning': opts.spinThreads === true ? '1' : '0' } }
       }) as unknown as Awaited<ReturnType<Runtime['createSession']>>
     }
   }

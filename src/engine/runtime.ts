@@ -8,6 +8,8 @@ export interface RuntimeOptions {
   backend?: Backend
   /** CPU threads for ORT's intra-op pool (0 = ORT's default). */
   threads?: number
+  /** Node only: let idle pool threads spin (off by default: it stalls decode on shared cores). */
+  spinThreads?: boolean
   /**
    * Node: keep Q8_0/Q4_0 weights packed and multiply with int8 activations (MatMulNBits,
    * accuracy level 4), as llama.cpp does for these types. Default on in Node: 2-3x faster decode
