@@ -216,7 +216,9 @@ describe('the ledger across browser and Node agents', () => {
     for (const victim of ids) {
       const valid = await signBlock({ ...genesis, seq: 1, prev: hashBlock(genesis), type: 'send', amount: CREDIT, counterparty: victim, memo: 'forged', ts: Date.now() }, attackerKey)
       // Altered after signing: the signature no longer covers the amount.
-      expect((await svc.deliver({ ...valid, amount: 1000 * CREDIT })).acknowledged).toBe(false)
+      const out = await svc.deliver({ ...valid, amount: 1000 * CREDIT })
+      expect(out.acknowledged).toBe(false)
+      expect(out.reason, `forged block to ${victim}`).toBe('bad-signature')
     }
     await waitFor('the forged block to be counted by all five', async () => (await counter('bad-signature')).every((n, i) => n === before[i] + 1), 20_000)
     for (const rs of await rows()) expect(rs.find(r => r[0] === attacker!.id)?.[3]).toBe(10)

@@ -4,7 +4,6 @@
 // the failsafe grants the own chain is eligible for. Everything from outside is verified by
 // the ledger before it counts; what is refused is counted by reason for the credits view.
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { Connection } from '@libp2p/interface'
 import { hashBlock, LedgerError, type Block } from '../../ledger/block.ts'
 import { Ledger } from '../../ledger/ledger.ts'
 import { proofId, type DoubleSpendProof } from '../../ledger/doublespend.ts'
@@ -139,7 +138,7 @@ export class LedgerService implements AgentService {
     try {
       const { type, ...body } = creditTransfer(send)
       const env = await ctx.sign(type, body, send.counterparty)
-      const bytes = await ask(await this.link(send.counterparty), env)
+      const bytes = await this.ask(send.counterparty, env)
       const reason = readReason(bytes)
       await this.absorb(bytes, send.counterparty)
       const receive = this.receiptOf(send)
@@ -230,7 +229,7 @@ export class LedgerService implements AgentService {
         if (this.inflight.has(key)) continue
         this.inflight.add(key)
         try {
-          const r = await this.absorb(await ask(await this.link(peer), req), peer, false)
+          const r = await this.absorb(await this.ask(peer, req), peer, false)
           next.push(...r.requests)
         } catch {
           // Unreachable or slow: the next heads from anyone who holds the chain bring it.
@@ -276,17 +275,25 @@ export class LedgerService implements AgentService {
   }
 
   /**
-   * Any open connection serves ledger traffic, which is small; dialing (which holds out for a
-   * direct WebRTC link, address by address) happens only when there is none, and is bounded.
+   * One round trip to a peer. Any open connection serves ledger traffic, which is small; a dial
+   * (which holds out for a direct WebRTC link, address by address) happens only when there is
+   * none or the one we had turns out dead, and is bounded.
    */
-  private async link (peer: string): Promise<Connection> {
+  private async ask (peer: string, message: Request | Envelope): Promise<Uint8Array> {
     const open = this.context.node.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open')
     const best = open.find(c => c.limits == null) ?? open[0]
-    if (best != null) return best
-    return await Promise.race([
+    if (best != null) {
+      try {
+        return await ask(best, message)
+      } catch {
+        // A connection can look open after its other end went away: dial afresh below.
+      }
+    }
+    const conn = await Promise.race([
       this.context.connect(peer),
       new Promise<never>((_resolve, reject) => setTimeout(() => { reject(new Error(`cannot reach ${peer} in time`)) }, DIAL_TIMEOUT_MS))
     ])
+    return await ask(conn, message)
   }
 
   private async gossip (m: SyncMessage): Promise<void> {
