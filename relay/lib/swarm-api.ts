@@ -1,5 +1,6 @@
 import type { AgentHandle } from '../../src/peer/handle.ts'
 import type { SwarmService } from '../../src/swarm/swarm-service.ts'
+import { formatBlocks } from '../../src/swarm/shard-table.ts'
 import type { ChatMessage } from '../../src/model/chat-template.ts'
 import { EventStream, HttpError, type Route } from './http-json.ts'
 
@@ -48,7 +49,7 @@ function resolveModel (swarm: SwarmService, wanted: unknown): string {
   const hit = models.find(m => m.model === wanted || m.name === wanted || (wanted.length >= 8 && m.model.startsWith(wanted)))
   if (hit == null) throw new HttpError(404, `unknown model '${wanted}'; the mesh serves: ${models.map(m => `${m.name} (${m.model.slice(0, 12)})`).join(', ') || 'nothing yet'}`)
   if (hit.missing.length > 0) {
-    throw new HttpError(503, `the mesh does not cover ${hit.name}: no peer serves blocks ${hit.missing.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(', ')} of 0-${hit.nLayers - 1}`)
+    throw new HttpError(503, `the mesh does not cover ${hit.name}: no peer serves ${formatBlocks(hit.missing)} (of 0-${hit.nLayers - 1})`)
   }
   return hit.model
 }
@@ -85,7 +86,7 @@ function run (swarm: SwarmService, p: GenerateParams, signal: AbortSignal, onTex
       if (tail !== '') onText(tail)
       return r
     } catch (err: any) {
-      if (/context|does not cover|no usable chain|prompt has no tokens/.test(err?.message ?? '')) throw new HttpError(/context|prompt/.test(err.message) ? 400 : 503, err.message)
+      if (/context|does not cover|no reachable peer|prompt has no tokens/.test(err?.message ?? '')) throw new HttpError(/context|prompt/.test(err.message) ? 400 : 503, err.message)
       throw err
     }
   })()

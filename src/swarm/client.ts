@@ -4,7 +4,7 @@ import { Sampler, type SamplerOptions } from '../engine/sampler.ts'
 import type { LlamaConfig } from '../model/config.ts'
 import { HopSession } from './hop.ts'
 import { BanList, findRoute, type Hop } from './routing.ts'
-import { missingRanges, type ShardEntry } from './shard-table.ts'
+import { formatBlocks, missingRanges, type ShardEntry } from './shard-table.ts'
 import { SessionFailure } from './session-wire.ts'
 import type { WireDType } from './tensor-codec.ts'
 import { compareOutputs, digest, type Standing } from './verify.ts'
@@ -72,10 +72,11 @@ export class MeshClient {
     const entries = this.deps.shards()
     const route = findRoute(entries, n, { rttMs: p => this.deps.rtt(p), banned: p => this.deps.bans.isBanned(p), standing: p => this.deps.standing.get(p), from })
     if (route != null) return route
-    const gaps = missingRanges(entries, n).map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`))
-    throw new Error(gaps.length > 0
-      ? `the mesh does not cover this model: no peer serves block${gaps.length === 1 && !gaps[0].includes('-') ? '' : 's'} ${gaps.join(', ')} (of 0-${n - 1})`
-      : `no usable chain from block ${from}: every peer serving it failed recently; try again shortly`)
+    const gaps = missingRanges(entries, n)
+    if (gaps.length > 0) throw new Error(`the mesh does not cover this model: no peer serves ${formatBlocks(gaps)} (of 0-${n - 1})`)
+    const usable = entries.filter(e => !this.deps.bans.isBanned(e.peer))
+    const unreachable = missingRanges(usable, n).filter(([, b]) => b >= from)
+    throw new Error(`no reachable peer serves ${formatBlocks(unreachable.length > 0 ? unreachable : [[from, n - 1]])} right now: the peers that serve them just failed; try again shortly`)
   }
 
   async generate (prompt: number[], opts: MeshGenerateOptions): Promise<MeshGenerateResult> {

@@ -59,3 +59,9 @@ export function missingRanges (entries: ShardEntry[], nLayers: number): Array<[n
   }
   return gaps
 }
+
+/** "block 4", "blocks 2-3, 7": how people read a list of block ranges. */
+export function formatBlocks (ranges: Array<[number, number]>): string {
+  const parts = ranges.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`))
+  return `block${parts.length === 1 && !parts[0].includes('-') ? '' : 's'} ${parts.join(', ')}`
+}

@@ -1,4 +1,5 @@
 import type { AgentHandle } from '../../../peer/handle.ts'
+import { formatBlocks } from '../../../swarm/shard-table.ts'
 import type { SwarmService, SwarmView } from '../../../swarm/swarm-service.ts'
 
 export type MeshModel = SwarmView['models'][number]
@@ -14,9 +15,8 @@ export function blockRange (start: number, end: number): string {
 
 /** "blocks 3-4 are not served by anyone yet", naming every gap. */
 export function missingText (missing: Array<[number, number]>): string {
-  const parts = missing.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`))
-  const single = parts.length === 1 && missing[0][0] === missing[0][1]
-  return `${single ? 'block' : 'blocks'} ${parts.join(', ')} ${single ? 'is' : 'are'} not served by anyone yet`
+  const single = missing.length === 1 && missing[0][0] === missing[0][1]
+  return `${formatBlocks(missing)} ${single ? 'is' : 'are'} not served by anyone yet`
 }
 
 /** Peer ids inside a message (failover reasons) replaced by the names people know them by. */
