@@ -307,6 +307,8 @@ export class LedgerService implements AgentService {
     try {
       await this.ledger.claimFailsafes()
       await claimMentorBonuses(this.ledger)
+      // A task nobody settled within the policy's timeout gives its reservation back.
+      await this.ledger.expireTasks()
     } catch (err) {
       this.remark('failsafe', (err as Error).message)
     }
