@@ -44,7 +44,7 @@ export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
     services: [
       new LedgerService({ openStore: async () => await openStore(ledgerAt), owner: identity.profile.owner }),
       autonomy,
-      new SwarmService(opts.swarm),
+      new SwarmService({ cacheDir: opts.dataDir != null ? `${opts.dataDir}/weights` : undefined, ...opts.swarm }),
       ...(opts.inviter != null ? [new InviterLink(opts.inviter)] : [])
     ]
   })

@@ -5,6 +5,11 @@ import { openLocalModel, type OpenedModel } from '../engine/local-model.ts'
 import { computeManifest } from '../model/manifest.ts'
 import type { Runtime } from '../engine/runtime.ts'
 import type { ByteSource } from '../model/source-http.ts'
+import { openSource } from '../model/source.ts'
+import { cachedSource, type ChunkStore } from './cached-source.ts'
+import { chunkStore } from './weight-cache.ts'
+
+const isByteSource = (x: unknown): x is ByteSource => typeof (x as ByteSource)?.read === 'function'
 import type { HostedRange } from './server.ts'
 import type { LocalEnds } from './client.ts'
 
@@ -19,8 +24,12 @@ export type Progress = (phase: string, done: number, total: number) => void
  * hashing every tensor: a client taking only the embedding and head from a host it routes
  * through anyway need not download the whole model to name it.
  */
-export async function openForSwarm (location: ModelLocation, onProgress?: Progress, trustedManifest?: string): Promise<LoadedModel> {
-  const opened = await openLocalModel(location, undefined, loaded => onProgress?.('header', loaded, 0))
+export async function openForSwarm (location: ModelLocation, onProgress?: Progress, trustedManifest?: string, cache?: ChunkStore): Promise<LoadedModel> {
+  // Remote bytes (a URL or a peer) are cached; local files and Blobs are read where they are.
+  const remote = typeof location === 'string' && /^https?:\/\//.test(location)
+    ? cachedSource(await openSource(location), location, cache ?? chunkStore())
+    : isByteSource(location) && trustedManifest != null ? cachedSource(location, `peer:${trustedManifest}`, cache ?? chunkStore()) : undefined
+  const opened = await openLocalModel(remote ?? location, undefined, loaded => onProgress?.('header', loaded, 0))
   const manifest = trustedManifest ?? (await computeManifest(opened.model, (done, total) => onProgress?.('manifest', done, total))).id
   return { opened, manifest, location, runtime: await loadRuntime() }
 }

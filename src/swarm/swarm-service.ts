@@ -10,6 +10,8 @@ import { Standing } from './verify.ts'
 import { encodeChat, type ChatMessage } from '../model/chat-template.ts'
 import { blocksThatFit, loadEnds, loadRange, openForSwarm, type LoadedModel, type ModelLocation, type Progress } from './hosting.ts'
 import { openPeerSource, serveWeights } from './weights.ts'
+import { chunkStore } from './weight-cache.ts'
+import type { ChunkStore } from './cached-source.ts'
 
 const ANNOUNCE_EVERY_MS = 10_000
 const REBALANCE_EVERY_MS = 30_000
@@ -20,6 +22,8 @@ export interface SwarmOptions {
   /** Share of that budget kept for the KV caches of client sessions. */
   cacheShare?: number
   spotCheckRate?: number
+  /** Node: where remote weight pieces are cached (browsers use Cache Storage). */
+  cacheDir?: string
 }
 
 export interface HostingView {
@@ -60,7 +64,11 @@ export class SwarmService implements AgentService {
   private announceSoon?: ReturnType<typeof setTimeout>
   private readonly clients = new Map<string, Promise<{ model: LoadedModel, ends: LocalEnds }>>()
 
-  constructor (private readonly opts: SwarmOptions = {}) {}
+  private readonly cache: ChunkStore
+
+  constructor (private readonly opts: SwarmOptions = {}) {
+    this.cache = chunkStore(opts.cacheDir)
+  }
 
   async start (ctx: AgentContext): Promise<void> {
     this.ctx = ctx
@@ -109,7 +117,10 @@ export class SwarmService implements AgentService {
       this.ctx?.changed()
     }
     try {
-      const m = await openForSwarm(location, progress)
+      // A model id known to the mesh is loaded from the peers that hold it.
+      const m = typeof location === 'string' && this.table.forModel(location).length > 0
+        ? await this.openRemote(location)
+        : await openForSwarm(location, progress, undefined, this.cache)
       const n = m.opened.model.config.nLayers
       const [first, last] = opts.layers ?? chooseRange(this.table.forModel(m.manifest).filter(e => e.peer !== this.ctx?.id), n, this.span(m))
       if (!Number.isInteger(first) || !Number.isInteger(last) || first < 0 || last < first || last >= n) {
@@ -216,7 +227,7 @@ export class SwarmService implements AgentService {
   private async openRemote (model: string, location?: ModelLocation): Promise<LoadedModel> {
     const url = location ?? this.table.forModel(model).find(e => e.url != null)?.url
     if (url != null) {
-      const m = await openForSwarm(url)
+      const m = await openForSwarm(url, undefined, undefined, this.cache)
       if (m.manifest !== model) throw new Error(`the file at ${String(url)} is a different model version (${m.manifest.slice(0, 12)}…, wanted ${model.slice(0, 12)}…)`)
       return m
     }
@@ -225,7 +236,7 @@ export class SwarmService implements AgentService {
     let last: unknown
     for (const host of hosts) {
       try {
-        return await openForSwarm(await openPeerSource(await this.ctx.connect(host.peer), model), undefined, model)
+        return await openForSwarm(await openPeerSource(await this.ctx.connect(host.peer), model), undefined, model, this.cache)
       } catch (err) {
         last = err
       }
