@@ -6,6 +6,10 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import type { LlamaConfig } from './config.ts'
 import { typeName } from './ggml-types.ts'
 import type { ModelFile } from './model-file.ts'
+import { canonicalJson } from '../protocol/canonical.ts'
+
+// The manifest hashes the same canonical JSON that signatures use.
+export { canonicalJson }
 
 export interface ModelManifest {
   version: 1
@@ -14,16 +18,6 @@ export interface ModelManifest {
   tensors: Array<{ name: string, type: string, dims: number[], sha256: string }>
   /** sha256 of the canonical JSON of everything above. */
   id: string
-}
-
-/** JSON with object keys sorted, so the same manifest always hashes the same. */
-export function canonicalJson (value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value != null && typeof value === 'object') {
-    const entries = Object.entries(value).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
-  }
-  return JSON.stringify(value)
 }
 
 export async function computeManifest (model: ModelFile, onProgress?: (done: number, total: number) => void): Promise<ModelManifest> {

@@ -3,7 +3,8 @@ import { findRoute, BanList, hopCost } from '../../src/swarm/routing.ts'
 import { chooseRange, shouldMove, bottleneck } from '../../src/swarm/placement.ts'
 import { ShardTable, coverage, missingRanges, type ShardEntry } from '../../src/swarm/shard-table.ts'
 import { checkShardAnnounce } from '../../src/swarm/messages.ts'
-import { decodeTensor, encodeTensor, fromHalf, toHalf } from '../../src/swarm/tensor-codec.ts'
+import { decodeTensor, encodeTensor } from '../../src/swarm/tensor-codec.ts'
+import { f16ToF32 as fromHalf, f32ToF16 as toHalf } from '../../src/model/ggml-types.ts'
 
 const entry = (peer: string, start: number, end: number, ms = 1, load = 0): ShardEntry => ({
   peer, model: 'm', name: 'm', nLayers: 8, start, end, msPerTokenLayer: ms, freeCacheTokens: 1000, load, rtts: {}, ttl: 30, expiresAt: Infinity
