@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { startRelay, ROOT } from '../helpers/relay.ts'
-import { launchChromium, newAgentContext, collectErrors } from '../helpers/browser.ts'
+import { launchChromium, openAgentPage } from '../helpers/browser.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../helpers/peer-process.ts'
 import { Agent } from '../../src/peer/agent.ts'
 import { LedgerService } from '../../src/peer/services/ledger-service.ts'
@@ -100,10 +100,7 @@ describe('the ledger across browser and Node agents', () => {
     relay = await startRelay()
     browser = await launchChromium()
     for (let i = 0; i < 3; i++) {
-      const ctx = await newAgentContext(browser, relay.url.replace(/\/$/, ''))
-      const page = await ctx.newPage()
-      errors.push(collectErrors(page))
-      await page.goto(relay.url + query)
+      const page = await openAgentPage(browser, relay.url, query, errors)
       await page.getByTestId('self-id').first().waitFor()
       pages.push(page)
     }

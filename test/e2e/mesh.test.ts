@@ -3,7 +3,7 @@ import type { Browser, Page } from 'playwright-core'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { startRelay, ROOT } from '../helpers/relay.ts'
-import { launchChromium, newAgentContext, collectErrors } from '../helpers/browser.ts'
+import { launchChromium, openAgentPage } from '../helpers/browser.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../helpers/peer-process.ts'
 import { createAgentNode } from '../../src/mesh/node.ts'
 import { sayHello } from '../../src/mesh/hello.ts'
@@ -37,13 +37,7 @@ describe('the mesh: relay, three browsers, one headless peer', () => {
   beforeAll(async () => {
     relay = await startRelay()
     browser = await launchChromium()
-    for (let i = 0; i < 3; i++) {
-      const ctx = await newAgentContext(browser, relay.url.replace(/\/$/, ''))
-      const page = await ctx.newPage()
-      errors.push(collectErrors(page))
-      await page.goto(relay.url + query)
-      pages.push(page)
-    }
+    for (let i = 0; i < 3; i++) pages.push(await openAgentPage(browser, relay.url, query, errors))
     peer = await startPeerProcess(relay.url, 'node-peer', ['--announce', '3'])
     ids = await Promise.all(pages.map(async p => { await p.getByTestId('self-id').first().waitFor(); return await selfId(p) }))
   })

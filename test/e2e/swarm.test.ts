@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import OpenAI from 'openai'
 import { startRelay, MODELS_DIR } from '../helpers/relay.ts'
-import { launchChromium, newAgentContext, collectErrors } from '../helpers/browser.ts'
+import { launchChromium, openAgentPage } from '../helpers/browser.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../helpers/peer-process.ts'
 
 const MODEL_FILE = join(MODELS_DIR, 'stories260K/stories260K.gguf')
@@ -41,9 +41,7 @@ describe('distributed inference: Chromium (WebGPU) and Node peers host ranges of
   const errors: string[][] = []
 
   const hostInPage = async (name: string, layers: [number, number]): Promise<HostPage> => {
-    const page = await (await newAgentContext(browser, relay.url.replace(/\/$/, ''))).newPage()
-    errors.push(collectErrors(page))
-    await page.goto(relay.url + '?ice=none')
+    const page = await openAgentPage(browser, relay.url, '?ice=none', errors)
     await page.waitForFunction(() => (globalThis as any).clawnet != null)
     const hosted = await page.evaluate(async ([url, range]) => {
       const swarm = (globalThis as any).clawnet.service('swarm')

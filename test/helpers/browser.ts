@@ -27,3 +27,11 @@ export function collectErrors (page: Page): string[] {
   page.on('pageerror', err => errors.push(String(err)))
   return errors
 }
+
+/** A fresh profile opening the app served by the relay at `relayUrl`: one new browser agent. */
+export async function openAgentPage (browser: Browser, relayUrl: string, query = '?ice=none', errors?: string[][]): Promise<Page> {
+  const page = await (await newAgentContext(browser, relayUrl.replace(/\/$/, ''))).newPage()
+  errors?.push(collectErrors(page))
+  await page.goto(relayUrl + query)
+  return page
+}
