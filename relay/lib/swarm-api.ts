@@ -3,6 +3,7 @@ import type { SwarmService } from '../../src/swarm/swarm-service.ts'
 import { formatBlocks } from '../../src/swarm/shard-table.ts'
 import type { ChatMessage } from '../../src/model/chat-template.ts'
 import { EventStream, HttpError, type Route } from './http-json.ts'
+import { toCredits } from '../../src/peer/services/credits.ts'
 
 interface GenerateParams {
   model: string
@@ -96,9 +97,13 @@ function finishReason (r: { tokens: number[] }, maxTokens: number): 'length' | '
   return r.tokens.length >= maxTokens ? 'length' : 'stop'
 }
 
-/** ClawNet's extension to OpenAI responses: the exact ids, the route(s) taken, failovers, timings. */
+/** ClawNet's extension to OpenAI responses: the exact ids, the route(s) taken, failovers, timings, and what the hosts were paid (credits). */
 function extension (r: Awaited<ReturnType<SwarmService['generate']>>): Record<string, unknown> {
-  return { prompt_tokens: r.promptTokens, tokens: r.tokens, routes: r.routes, failovers: r.failovers, timings: r.timings }
+  return {
+    prompt_tokens: r.promptTokens, tokens: r.tokens, routes: r.routes, failovers: r.failovers, timings: r.timings,
+    credits_paid: toCredits(r.cost.paid),
+    payments: r.cost.settlements.map(s => ({ ...s, amount: toCredits(s.amount), fee: toCredits(s.fee) }))
+  }
 }
 
 const created = (): number => Math.floor(Date.now() / 1000)
@@ -106,7 +111,15 @@ const created = (): number => Math.floor(Date.now() / 1000)
 /** The headless peer's distributed-inference endpoints and the OpenAI-compatible API on top. */
 export function swarmRoutes (agent: AgentHandle): Route[] {
   return [
-    { method: 'GET', path: /^\/v1\/swarm$/, handle: () => swarmOf(agent).view() },
+    {
+      method: 'GET',
+      path: /^\/v1\/swarm$/,
+      handle: () => {
+        const view = swarmOf(agent).view()
+        // In credits, as everywhere in the API.
+        return view.credits == null ? view : { ...view, credits: { earned: toCredits(view.credits.earned), spent: toCredits(view.credits.spent), byPeer: Object.fromEntries(Object.entries(view.credits.byPeer).map(([id, c]) => [id, { earned: toCredits(c.earned), spent: toCredits(c.spent) }])) } }
+      }
+    },
     {
       method: 'POST',
       path: /^\/v1\/swarm\/host$/,

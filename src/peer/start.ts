@@ -10,6 +10,7 @@ import { parseConfig, type AutonomyConfig } from '../autonomy/persona.ts'
 import { localBrain } from '../autonomy/brain.ts'
 import { InviterLink } from './invite.ts'
 import { SwarmService, type SwarmOptions } from '../swarm/swarm-service.ts'
+import { ledgerPayments } from './services/work-payments.ts'
 
 export interface StartAgentOptions {
   relayAddrs: string[]
@@ -33,6 +34,7 @@ export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
   const key = privateKeyToProtobuf(identity.privateKey)
   // Node keeps the chains beside the identity; browsers in IndexedDB (store.browser.ts takes a database name).
   const ledgerAt = opts.dataDir != null ? `${opts.dataDir}/ledger` : 'clawnet-ledger'
+  const ledger = new LedgerService({ openStore: async () => await openStore(ledgerAt), owner: identity.profile.owner })
   const autonomy = new AutonomyService({ config: opts.autonomy ?? parseConfig({ enabled: false }, identity.profile.name), openBrain: localBrain })
   const agent = await Agent.start({
     identity,
@@ -42,9 +44,10 @@ export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
     iceServers: opts.iceServers,
     announceIntervalMs: opts.announceIntervalMs,
     services: [
-      new LedgerService({ openStore: async () => await openStore(ledgerAt), owner: identity.profile.owner }),
+      ledger,
       autonomy,
-      new SwarmService({ cacheDir: opts.dataDir != null ? `${opts.dataDir}/weights` : undefined, ...opts.swarm }),
+      // Inference is paid through the ledger, which starts before the swarm.
+      new SwarmService({ cacheDir: opts.dataDir != null ? `${opts.dataDir}/weights` : undefined, ...opts.swarm, payments: ledgerPayments(ledger, identity.privateKey) }),
       ...(opts.inviter != null ? [new InviterLink(opts.inviter)] : [])
     ]
   })

@@ -9,6 +9,7 @@ import { SessionFailure } from './session-wire.ts'
 import type { WireDType } from './tensor-codec.ts'
 import { compareOutputs, digest, type Standing } from './verify.ts'
 import type { SpotCheckEvidence } from './messages.ts'
+import type { ClientPayments, Settlement } from './payments.ts'
 
 export interface ClientDeps {
   connect: (peer: string) => Promise<Connection>
@@ -22,6 +23,8 @@ export interface ClientDeps {
   /** Probability that a decode step is also run on a second server of the same range. */
   spotCheckRate?: number
   random?: () => number
+  /** Pays hosts that charge; without it only free hosts serve this client. */
+  payments?: ClientPayments
 }
 
 /** The caller's local stages, as in Petals: the embedding and head stay with the client. */
@@ -43,6 +46,8 @@ export interface MeshGenerateResult {
   timings: { ttft_ms: number, total_ms: number, decode_tokens_per_s: number }
   failovers: number
   spotChecks: number
+  /** What this generation paid its hosts (micro-credits, fees included), payment by payment. */
+  cost: { paid: number, settlements: Settlement[] }
 }
 
 /** Inputs each hop has received so far, kept so a replacement can rebuild its cache by replay. */
@@ -56,6 +61,56 @@ class History {
     for (const c of this.chunks) { out.set(c, o); o += c.length }
     this.chunks = [out]
     return out
+  }
+}
+
+/**
+ * Pays every session of a generation (replaced hops and spot checks included) for what it
+ * served: when the host asks, and once more at the end. One payment at a time per session, as
+ * each pays only what the previous ones left unpaid.
+ */
+class Paymaster {
+  private readonly queues = new Map<HopSession, Promise<void>>()
+  private readonly running = new Set<HopSession>()
+  readonly settlements: Settlement[] = []
+
+  constructor (private readonly payments?: ClientPayments) {}
+
+  track (s: HopSession): void {
+    if (s.paySession != null && !this.queues.has(s)) this.queues.set(s, Promise.resolve())
+  }
+
+  /** A payment the host asked for mid-generation; one already on its way covers it. */
+  requested (s: HopSession): void {
+    if (!this.running.has(s)) void this.settle(s)
+  }
+
+  async settle (s: HopSession): Promise<void> {
+    const queued = this.queues.get(s)
+    if (queued == null || this.payments == null) return
+    const payments = this.payments
+    const next = queued.then(async () => {
+      this.running.add(s)
+      let units = 0
+      try {
+        const receipt = await s.latestReceipt()
+        if (receipt == null) return
+        units = receipt.tokens * receipt.layers
+        const paid = await payments.settle(receipt)
+        if (paid != null) this.settlements.push(paid)
+      } catch (err: any) {
+        this.settlements.push({ server: s.hop.peer, session: s.paySession!, units, amount: 0, fee: 0, acknowledged: false, error: String(err?.message ?? err) })
+      } finally {
+        this.running.delete(s)
+      }
+    })
+    this.queues.set(s, next)
+    await next
+  }
+
+  async settleAll (): Promise<MeshGenerateResult['cost']> {
+    await Promise.all([...this.queues.keys()].map(async s => { await this.settle(s) }))
+    return { paid: this.settlements.reduce((n, x) => n + x.amount + x.fee, 0), settlements: this.settlements.slice() }
   }
 }
 
@@ -87,7 +142,8 @@ export class MeshClient {
     const dtype = opts.dtype ?? 'f32'
     const timeoutMs = opts.stepTimeoutMs ?? 30_000
     const sampler = new Sampler(opts)
-    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0 }, failovers: 0, spotChecks: 0 }
+    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0 }, failovers: 0, spotChecks: 0, cost: { paid: 0, settlements: [] } }
+    const paymaster = new Paymaster(this.deps.payments)
     let hops: HopSession[] = []
     let histories: History[] = []
 
@@ -104,8 +160,9 @@ export class MeshClient {
           } catch (err: any) {
             throw new SessionFailure('transport', `cannot reach ${hop.peer}: ${err?.message ?? err}`, hop.peer)
           }
-          const s = await HopSession.open(conn, hop, this.model, maxLength, { dtype, dim: c.dim, timeoutMs })
+          const s = await HopSession.open(conn, hop, this.model, maxLength, { dtype, dim: c.dim, timeoutMs, payments: this.deps.payments })
           sessions.push(s)
+          paymaster.track(s)
           const h = new History()
           if (input != null) {
             h.add(input, replay!.tokens)
@@ -156,7 +213,8 @@ export class MeshClient {
         opts.signal?.throwIfAborted()
         try {
           const { out } = await hops[i].step(hidden, ids.length)
-          if (ids.length === 1) await this.maybeSpotCheck(hops[i], histories[i], hidden, out, { maxLength, dtype, timeoutMs }, result)
+          if (hops[i].settleAsked) paymaster.requested(hops[i])
+          if (ids.length === 1) await this.maybeSpotCheck(hops[i], histories[i], hidden, out, { maxLength, dtype, timeoutMs, paymaster }, result)
           histories[i].add(hidden, ids.length)
           this.deps.bans.clear(hops[i].hop.peer)
           hidden = out
@@ -197,6 +255,8 @@ export class MeshClient {
       return result
     } finally {
       for (const s of hops) void s.close()
+      // Hosts are paid for what they served even when the generation failed or was stopped.
+      result.cost = await paymaster.settleAll()
     }
   }
 
@@ -205,7 +265,7 @@ export class MeshClient {
    * session fed the hop's whole history) and compares; a mismatch becomes evidence.
    */
   private async maybeSpotCheck (session: HopSession, history: History, input: Float32Array, out: Float32Array,
-    o: { maxLength: number, dtype: WireDType, timeoutMs: number }, result: MeshGenerateResult): Promise<void> {
+    o: { maxLength: number, dtype: WireDType, timeoutMs: number, paymaster: Paymaster }, result: MeshGenerateResult): Promise<void> {
     const rate = this.deps.spotCheckRate ?? 0
     if (rate <= 0 || (this.deps.random ?? Math.random)() >= rate) return
     const hop = session.hop
@@ -220,7 +280,8 @@ export class MeshClient {
     let ref: Float32Array | undefined
     let checker: HopSession | undefined
     try {
-      checker = await HopSession.open(await this.deps.connect(other.peer), { ...hop, peer: other.peer }, this.model, o.maxLength, { dtype: o.dtype, dim, timeoutMs: o.timeoutMs })
+      checker = await HopSession.open(await this.deps.connect(other.peer), { ...hop, peer: other.peer }, this.model, o.maxLength, { dtype: o.dtype, dim, timeoutMs: o.timeoutMs, payments: this.deps.payments })
+      o.paymaster.track(checker)
       ref = (await checker.step(all, tokens)).out.subarray((tokens - 1) * dim)
     } catch {
       // The checker failing says nothing about the checked peer.

@@ -3,20 +3,30 @@ import { INFERENCE_PROTOCOL } from './messages.ts'
 import { decodeTensor, encodeTensor, type WireDType } from './tensor-codec.ts'
 import { SessionFailure, sessionFrames, type SessionReply } from './session-wire.ts'
 import type { Hop } from './routing.ts'
+import type { ClientPayments, WorkReceipt } from './payments.ts'
 
 /** The client's end of one inference session with one server (one hop of the chain). */
 export class HopSession {
   position = 0
+  /** The host's payment session, when it charges and we can pay. */
+  paySession?: string
+  /** The receipt for everything served so far; it travels ahead of the next frame. */
+  private receipt?: Promise<WorkReceipt>
+  /** The host asked at its last reply to be paid. */
+  settleAsked = false
+
   private constructor (
     readonly hop: Hop,
+    private readonly model: string,
     private readonly stream: Stream,
     private readonly frames: ReturnType<typeof sessionFrames>,
     private readonly dtype: WireDType,
     private readonly dim: number,
-    private readonly timeoutMs: number
+    private readonly timeoutMs: number,
+    private readonly payments?: ClientPayments
   ) {}
 
-  static async open (conn: Connection, hop: Hop, model: string, maxLength: number, opts: { dtype: WireDType, dim: number, timeoutMs: number }): Promise<HopSession> {
+  static async open (conn: Connection, hop: Hop, model: string, maxLength: number, opts: { dtype: WireDType, dim: number, timeoutMs: number, payments?: ClientPayments }): Promise<HopSession> {
     let stream: Stream
     try {
       stream = await conn.newStream(INFERENCE_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(opts.timeoutMs) })
@@ -24,18 +34,30 @@ export class HopSession {
       throw new SessionFailure('transport', `cannot open a session with ${hop.peer}: ${err?.message ?? err}`, hop.peer)
     }
     const frames = sessionFrames(stream)
-    const session = new HopSession(hop, stream, frames, opts.dtype, opts.dim, opts.timeoutMs)
+    const session = new HopSession(hop, model, stream, frames, opts.dtype, opts.dim, opts.timeoutMs, opts.payments)
     await session.call(async signal => {
       await frames.write({ type: 'open', model, start: hop.start, end: hop.end, maxLength, dtype: opts.dtype }, signal)
-      await session.expectOk(signal)
+      const ok = await session.expectOk(signal)
+      if (opts.payments != null && typeof ok.session === 'string' && ok.session.length > 0 && ok.session.length <= 128) session.paySession = ok.session
     })
     return session
+  }
+
+  /** The signed receipt covering every token this host served in the session, if it charges. */
+  async latestReceipt (): Promise<WorkReceipt | undefined> {
+    return await this.receipt
+  }
+
+  /** Frames owed to the host before our next request: the receipt for what it served. */
+  private async receiptFrames (): Promise<unknown[]> {
+    const r = await this.receipt
+    return r != null ? [{ type: 'receipt', receipt: r }] : []
   }
 
   /** Sends `tokens` hidden states, returns the range's output for them. */
   async step (hidden: Float32Array, tokens: number): Promise<{ out: Float32Array, computeMs: number }> {
     return await this.call(async signal => {
-      await this.frames.writeWithBytes({ type: 'step', position: this.position, tokens }, encodeTensor(hidden, this.dtype), signal)
+      await this.frames.writeAll([...await this.receiptFrames(), { type: 'step', position: this.position, tokens }], encodeTensor(hidden, this.dtype), signal)
       const reply = await this.expectOk(signal)
       if (reply.tokens !== tokens) throw new SessionFailure('malformed', `${this.hop.peer} answered for ${String(reply.tokens)} tokens, not ${tokens}`)
       let out: Float32Array
@@ -45,13 +67,18 @@ export class HopSession {
         throw new SessionFailure('malformed', `${this.hop.peer} sent a bad tensor: ${err.message}`)
       }
       this.position += tokens
+      this.settleAsked = reply.settle === true
+      // Signed off the critical path: it is only needed with the next frame or at settlement.
+      if (this.paySession != null) {
+        this.receipt = this.payments!.sign({ server: this.hop.peer, model: this.model, session: this.paySession, tokens: this.position, layers: this.hop.end - this.hop.start + 1 })
+      }
       return { out, computeMs: reply.computeMs ?? 0 }
     })
   }
 
   async close (): Promise<void> {
     try {
-      await this.frames.write({ type: 'close' }, AbortSignal.timeout(2000))
+      await this.frames.writeAll([...await this.receiptFrames(), { type: 'close' }], undefined, AbortSignal.timeout(2000))
       await this.stream.close()
     } catch {
       this.stream.abort(new Error('session closed'))

@@ -3,6 +3,7 @@ import type { BlockRange, KvCache } from '../engine/stages.ts'
 import type { LlamaConfig } from '../model/config.ts'
 import { decodeTensor, encodeTensor } from './tensor-codec.ts'
 import { SessionFailure, sessionFrames, type SessionReply, type SessionRequest } from './session-wire.ts'
+import type { HostMeter, HostPayments } from './payments.ts'
 
 export interface HostedRange {
   /** Manifest id of the model. */
@@ -21,6 +22,8 @@ export interface ServerOptions {
   cacheBudgetBytes: number
   /** A session with no step for this long is closed and its cache freed. */
   idleMs?: number
+  /** Charge clients for their sessions; without it this host serves for free. */
+  payments?: HostPayments
 }
 
 interface Session {
@@ -109,6 +112,7 @@ export class ShardServer {
     const client = conn.remotePeer.toString()
     const reply = async (r: SessionReply): Promise<void> => { await frames.write(r) }
     let session: Session | undefined
+    let meter: HostMeter | undefined
     try {
       const open = await frames.readJson(AbortSignal.timeout(15_000)) as SessionRequest
       const refusal = this.checkOpen(open)
@@ -119,11 +123,29 @@ export class ShardServer {
       const o = open as Extract<SessionRequest, { type: 'open' }>
       session = { id: this.nextId++, client, cache: this.hosted.range.newCache(), maxLength: o.maxLength, lastActive: Date.now(), tokens: 0 }
       this.sessions.set(session.id, session)
-      await reply({ ok: true })
+      // Our own id for the payment session, so no client can make two sessions share one account of what was paid.
+      const paySession = this.opts.payments != null ? randomId() : undefined
+      meter = paySession != null ? this.opts.payments!.meter(client, paySession) : undefined
+      await reply({ ok: true, session: paySession })
       const dim = this.hosted.config.dim
       for (;;) {
         const req = await frames.readJson(AbortSignal.timeout(this.opts.idleMs ?? 60_000)) as SessionRequest
         if (req?.type === 'close') return
+        if (req?.type === 'receipt' && meter != null) {
+          const r = req.receipt
+          if (r?.model !== this.hosted.model || r.layers !== this.blocks || !(await meter.accept(r))) {
+            await reply({ ok: false, error: 'bad-request', detail: 'the receipt is not a newer one signed by this client for this session, model and block range' })
+            return
+          }
+          continue
+        }
+        if (meter != null) {
+          const refusal = paymentRefusal(meter, session.tokens * this.blocks)
+          if (refusal != null) {
+            await reply(refusal)
+            return
+          }
+        }
         if (req?.type !== 'step' || !Number.isSafeInteger(req.tokens) || req.tokens < 1 || !Number.isSafeInteger(req.position) || req.position < 0) {
           await reply({ ok: false, error: 'bad-request', detail: 'expected {"type":"step","position":P,"tokens":N} followed by a tensor frame' })
           return
@@ -156,13 +178,14 @@ export class ShardServer {
         const tally = this.served[client] ??= { tokens: 0, blockTokens: 0 }
         tally.tokens += req.tokens
         tally.blockTokens += req.tokens * this.blocks
-        await frames.writeWithBytes({ ok: true, tokens: req.tokens, computeMs: Math.round(computeMs * 100) / 100 } satisfies SessionReply, encodeTensor(out, o.dtype))
+        await frames.writeWithBytes({ ok: true, tokens: req.tokens, computeMs: Math.round(computeMs * 100) / 100, settle: meter?.wantsSettlement === true ? true : undefined } satisfies SessionReply, encodeTensor(out, o.dtype))
       }
     } catch (err: any) {
       if (!(err instanceof SessionFailure) && stream.status === 'open') {
         await reply({ ok: false, error: 'internal', detail: String(err?.message ?? err) }).catch(() => {})
       }
     } finally {
+      meter?.close()
       if (session != null) this.drop(session)
       await stream.close().catch(() => { stream.abort(new Error('session closed')) })
     }
@@ -192,4 +215,18 @@ export class ShardServer {
     if (open.maxLength > free) return { ok: false, error: 'busy', detail: `cache full: ${free} tokens free, session needs ${open.maxLength}; try another peer or later` }
     return undefined
   }
+}
+
+/**
+ * Work is signed for before more is done, and paid for within a bound: a client that stops
+ * signing loses its session at once, one that stops paying after twice the settlement period.
+ */
+function paymentRefusal (meter: HostMeter, servedUnits: number): SessionReply | undefined {
+  if (meter.signedUnits < servedUnits) return { ok: false, error: 'payment-required', detail: `no signed receipt for the ${servedUnits} token-blocks served so far (signed: ${meter.signedUnits})` }
+  if (meter.mustPause) return { ok: false, error: 'payment-required', detail: 'too much work is unpaid: settle through the ledger, then open a new session' }
+  return undefined
+}
+
+function randomId (): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), b => b.toString(16).padStart(2, '0')).join('')
 }

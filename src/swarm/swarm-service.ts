@@ -12,6 +12,7 @@ import { blocksThatFit, loadEnds, loadRange, openForSwarm, type LoadedModel, typ
 import { openPeerSource, serveWeights } from './weights.ts'
 import { chunkStore } from './weight-cache.ts'
 import type { ChunkStore } from './cached-source.ts'
+import type { Payments, WorkCredits } from './payments.ts'
 
 const ANNOUNCE_EVERY_MS = 10_000
 const REBALANCE_EVERY_MS = 30_000
@@ -24,6 +25,8 @@ export interface SwarmOptions {
   spotCheckRate?: number
   /** Node: where remote weight pieces are cached (browsers use Cache Storage). */
   cacheDir?: string
+  /** The agent's credit system: hosts charge and clients pay for inference. Without it, inference is free. */
+  payments?: Payments
 }
 
 export interface HostingView {
@@ -42,6 +45,8 @@ export interface SwarmView {
   evidence: Array<SpotCheckEvidence & { by: string, ts: number }>
   standing: Record<string, number>
   lastRoute?: { model: string, hops: Hop[], reason: string }
+  /** Credits earned by hosting and paid for generations (absent when inference is free). */
+  credits?: WorkCredits
 }
 
 /**
@@ -130,7 +135,7 @@ export class SwarmService implements AgentService {
       const { hosted, msPerTokenLayer } = await loadRange(m, first, last, progress)
       this.model = m
       this.pinned = opts.pin ?? opts.layers != null
-      this.server = new ShardServer(hosted, { cacheBudgetBytes: this.cacheBudget() }, msPerTokenLayer)
+      this.server = new ShardServer(hosted, { cacheBudgetBytes: this.cacheBudget(), payments: this.opts.payments }, msPerTokenLayer)
       await this.announce()
       return this.hostingView()!
     } finally {
@@ -258,6 +263,7 @@ export class SwarmService implements AgentService {
       bans: this.bans,
       standing: this.standing,
       spotCheckRate: this.opts.spotCheckRate,
+      payments: this.opts.payments,
       onEvidence: e => { void ctx.publish(EVIDENCE_TOPIC, 'shard.evidence', e); this.evidence.push({ ...e, by: ctx.id, ts: Date.now() }); ctx.changed() }
     }, ends, model)
     const decoder = tokenizer.decoder()
@@ -301,7 +307,8 @@ export class SwarmService implements AgentService {
       loading: this.loading,
       evidence: this.evidence.slice(),
       standing: this.standing.all(),
-      lastRoute: this.lastRoute
+      lastRoute: this.lastRoute,
+      credits: this.opts.payments?.credits()
     }
   }
 }

@@ -1,6 +1,7 @@
 import { hashBlock, type Block, type RejectReason } from '../../ledger/block.ts'
 import type { AccountState, BalancePoint } from '../../ledger/chain.ts'
 import type { Audit, Ledger } from '../../ledger/ledger.ts'
+import { parseWorkMemo } from '../../ledger/receipts.ts'
 
 /** One credit movement between two agents, as the dashboard shows it live. */
 export interface Flow {
@@ -31,6 +32,8 @@ export interface HistoryRow {
   memo: string
   /** Sends only: whether the payee has acknowledged it. */
   acknowledged?: boolean
+  /** A payment for inference (the send, or the receive of one): the session and the tokens × layers it settles up to. */
+  work?: { session: string, units: number }
 }
 
 export interface LedgerRejection { reason: RejectReason | string, detail: string, from?: string, at: number }
@@ -55,7 +58,8 @@ export function historyOf (ledger: Ledger, acked: ReadonlySet<string>, account =
     const hash = hashBlock(b)
     return {
       hash, seq: b.seq, ts: b.ts, type: b.type, amount: b.amount, fee: b.fee, counterparty: b.counterparty, memo: b.memo,
-      acknowledged: b.type === 'send' ? acked.has(hash) : undefined
+      acknowledged: b.type === 'send' ? acked.has(hash) : undefined,
+      work: b.type === 'send' ? parseWorkMemo(b.memo) : b.type === 'receive' ? parseWorkMemo(ledger.block(b.ref)?.memo ?? '') : undefined
     }
   }).reverse()
 }

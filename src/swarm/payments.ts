@@ -1,0 +1,71 @@
+// The swarm's port to a credit system. The client and the server speak only this interface, so
+// inference runs the same with or without a ledger; an agent that has no payments port serves
+// and uses the mesh for free (and a host without one never asks for receipts).
+
+/** The client's signed statement of what one host served in one session (cumulative). */
+export interface WorkReceipt {
+  client: string
+  server: string
+  /** Manifest id of the model. */
+  model: string
+  /** Chosen by the host when the session opens. */
+  session: string
+  /** Tokens the host processed in this session so far. */
+  tokens: number
+  /** Blocks the host ran per token. */
+  layers: number
+  ts: number
+  sig: string
+}
+
+/** One payment the client made to a host for a session. */
+export interface Settlement {
+  server: string
+  session: string
+  /** Tokens × layers the payment brings the session up to. */
+  units: number
+  /** Micro-credits to the host, and the fee burned on top. */
+  amount: number
+  fee: number
+  /** The host's receive came back: the payment carries both signatures. */
+  acknowledged: boolean
+  /** Why nothing could be paid (e.g. an overspend); the host will stop serving this client. */
+  error?: string
+}
+
+/** The client's side: signs what each host served and pays for it. */
+export interface ClientPayments {
+  sign: (work: Omit<WorkReceipt, 'client' | 'ts' | 'sig'>) => Promise<WorkReceipt>
+  /** Pays what `receipt` covers beyond what this session already paid; undefined when nothing is owed. */
+  settle: (receipt: WorkReceipt) => Promise<Settlement | undefined>
+}
+
+/** The host's view of one session: what the client signed for and what it paid. */
+export interface HostMeter {
+  /** Takes a newer receipt; false for a forged, foreign or non-increasing one. */
+  accept: (receipt: WorkReceipt) => Promise<boolean>
+  /** Tokens × layers the latest accepted receipt covers. */
+  readonly signedUnits: number
+  /** Enough is unsettled that the host asks the client to pay. */
+  readonly wantsSettlement: boolean
+  /** So much is unsettled that the host stops serving until paid. */
+  readonly mustPause: boolean
+  /** The session ended: payments arriving later still land on the ledger, the meter is dropped. */
+  close: () => void
+}
+
+export interface HostPayments {
+  meter: (client: string, session: string) => HostMeter
+}
+
+/** Credits that moved for inference, from this agent's own records. */
+export interface WorkCredits {
+  /** Micro-credits received from clients, and paid to hosts (fees included). */
+  earned: number
+  spent: number
+  byPeer: Record<string, { earned: number, spent: number }>
+}
+
+export interface Payments extends ClientPayments, HostPayments {
+  credits: () => WorkCredits
+}
