@@ -71,6 +71,8 @@ export class HopSession {
       // Signed off the critical path: it is only needed with the next frame or at settlement.
       if (this.paySession != null) {
         this.receipt = this.payments!.sign({ server: this.hop.peer, model: this.model, session: this.paySession, tokens: this.position, layers: this.hop.end - this.hop.start + 1 })
+        // A failed signature surfaces where the receipt is awaited, not as an unhandled rejection now.
+        this.receipt.catch(() => {})
       }
       return { out, computeMs: reply.computeMs ?? 0 }
     })
