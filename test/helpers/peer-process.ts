@@ -36,7 +36,12 @@ export async function startPeerProcess (relay: string, name: string, extra: stri
   const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000)
   while (!out.includes('API:')) {
     if (child.exitCode != null) throw new Error(`peer exited ${child.exitCode}: ${out}`)
-    if (Date.now() > deadline) throw new Error(`peer did not start: ${out}`)
+    if (Date.now() > deadline) {
+      // Never leave a half-started peer behind.
+      child.kill('SIGKILL')
+      await rm(dataDir, { recursive: true, force: true })
+      throw new Error(`peer did not start within ${opts.startTimeoutMs ?? 60_000} ms: ${out}`)
+    }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
   return {
