@@ -6,8 +6,8 @@ import type { LedgerService } from '../../src/peer/services/ledger-service.ts'
 import { toCredits, toMicro } from '../../src/peer/services/credits.ts'
 import { HttpError, type Route } from './http-json.ts'
 
-/** Why the ledger refused a transfer, as an HTTP status: 402 for money, 403 for a flagged chain, 400 for the request itself. */
-const STATUS: Partial<Record<RejectReason, number>> = { overspend: 402, flagged: 403, 'self-transfer': 400, 'bad-amount': 400, malformed: 400 }
+/** Why the ledger refused a transfer, as an HTTP status: 402 for money, 400 for the request itself. */
+const STATUS: Partial<Record<RejectReason, number>> = { overspend: 402, 'self-transfer': 400, 'bad-amount': 400, malformed: 400 }
 
 function account (s: AccountState, flagged: boolean) {
   return {

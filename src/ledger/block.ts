@@ -61,7 +61,6 @@ export type RejectReason =
   | 'overspend'
   | 'bad-grant'
   | 'double-spend'
-  | 'flagged'
 
 export class LedgerError extends Error {
   constructor(readonly reason: RejectReason, detail: string) {

@@ -1,6 +1,8 @@
 // One account's append-only chain and the state derived from it. A block is appended only
 // after every rule holds; a failed check leaves the chain exactly as it was, so one bad block
-// from the network cannot corrupt what an agent already knows.
+// from the network cannot corrupt what an agent already knows. Acceptance reads only the chain
+// itself (its claimed state); what a block moves also depends on forks proven elsewhere, so that
+// derived state is kept apart and recomputed whenever a proof arrives (PROTOCOL.md 13, Forks).
 import { hashBlock, verifyBlockSignature, LedgerError, ZERO_HASH, type Block } from './block.ts'
 import { declaredFeeRate, requiredFee, type Policy } from './policy.ts'
 import { checkGrant, GrantMemory, leadingZeroBits } from './grants.ts'
@@ -40,8 +42,16 @@ export class MissingDependency extends LedgerError {
   }
 }
 
-export interface VerifyContext {
+/** What deriving a block's effect needs to know beyond its own chain. */
+export interface Standing {
   policy: Policy
+  /** Seq of the account's earliest proven fork, Infinity when none is known. */
+  forkSeq(account: string): number
+  /** Whether the send with this hash moves credits; undefined while its chain is not derived that far. */
+  moves(hash: string): boolean | undefined
+}
+
+export interface VerifyContext extends Standing {
   now: number
   /** A block this verifier already accepted, on any chain. */
   lookup(hash: string): Block | undefined
@@ -58,24 +68,49 @@ export function creditLimit(policy: Policy, s: AccountState): number {
   return Math.min(policy.creditLimit.max, Math.floor(s.received_total * policy.creditLimit.ratio))
 }
 
+/** Where a block comes from: a peer's block has its signature checked, an own block must also be funded. */
+export type Origin = 'peer' | 'store' | 'self'
+
+const emptyState = (account: string): AccountState => ({
+  account, owner_id: '', seq: -1, head: ZERO_HASH, lastTs: 0, balance: 0, earned_total: 0,
+  spent_total: 0, pending: 0, received_total: 0, grants_total: 0, fees_total: 0
+})
+
+/** A block that moves nothing: a receive of a send that moves nothing. */
+const VOID = null
+/** A block that moves nothing because its account could not afford it in the derived state. */
+const UNFUNDED = 'unfunded'
+
 export class Chain {
   readonly blocks: Block[] = []
   readonly hashes: string[] = []
-  readonly history: BalancePoint[] = []
   private readonly index = new Map<string, number>()
   private readonly reservations = new Map<string, Reservation>()
   private readonly received = new Set<string>()
   readonly grantMemory = new GrantMemory()
+  /** What the blocks claim, as if no fork had been proven anywhere: the acceptance rules read this. */
   private s: AccountState
+  private readonly claims: Delta[] = []
+  // Derived: what the blocks up to the account's fork actually move.
+  private d: AccountState
+  /** Per derived block: whether it moves credits. */
+  private readonly moved: boolean[] = []
+  readonly history: BalancePoint[] = []
+  private readonly held = new Map<string, number>()
+  private readonly credited = new Set<string>()
 
   constructor(readonly account: string) {
-    this.s = {
-      account, owner_id: '', seq: -1, head: ZERO_HASH, lastTs: 0, balance: 0, earned_total: 0,
-      spent_total: 0, pending: 0, received_total: 0, grants_total: 0, fees_total: 0
-    }
+    this.s = emptyState(account)
+    this.d = emptyState(account)
   }
 
+  /** The derived state: only blocks before a proven fork count, void and unfunded blocks move nothing. */
   get state(): AccountState {
+    return { ...this.d }
+  }
+
+  /** The state the chain's blocks claim; it decides acceptance and where the next block goes. */
+  get claimed(): AccountState {
     return { ...this.s }
   }
 
@@ -91,21 +126,103 @@ export class Chain {
     return [...this.reservations].map(([hash, r]) => ({ hash, ts: this.blocks[this.index.get(hash)!].ts, ...r }))
   }
 
-  hasReceived(sendHash: string): boolean {
-    return this.received.has(sendHash)
+  /** Whether a receive on this chain credits the send `sendHash`. */
+  credits(sendHash: string): boolean {
+    return this.credited.has(sendHash)
+  }
+
+  /** Derived remainder of a reservation: 0 when the reserve itself moved nothing. */
+  reserved(hash: string): number {
+    return this.held.get(hash) ?? 0
+  }
+
+  /** Whether block `seq` moves credits; undefined while it is not derived (yet, or at all: at or after a fork). */
+  movesAt(seq: number): boolean | undefined {
+    return this.moved[seq]
   }
 
   /**
-   * Verifies `block` as this chain's next block and appends it. skipSignature is for blocks
-   * this agent has just signed itself; everything from outside goes through the signature check.
+   * Verifies `block` as this chain's next block, appends it and derives it. Blocks from the store
+   * or signed by this agent skip the signature check; an own block must also be funded in the
+   * derived state, so an agent never signs what it already knows will move nothing.
    */
-  async append(block: Block, ctx: VerifyContext, skipSignature = false): Promise<string> {
+  async append(block: Block, ctx: VerifyContext, origin: Origin = 'peer'): Promise<string> {
     const hash = hashBlock(block)
     this.checkPosition(block)
-    if (!skipSignature && !(await verifyBlockSignature(block))) throw new LedgerError('bad-signature', `${block.account}#${block.seq}`)
-    const delta = this.checkRules(block, hash, ctx)
-    this.apply(block, hash, delta)
+    if (origin === 'peer' && !(await verifyBlockSignature(block))) throw new LedgerError('bad-signature', `${block.account}#${block.seq}`)
+    const claim = this.checkRules(block, hash, ctx)
+    const derivedToHead = this.moved.length === this.blocks.length && block.seq < ctx.forkSeq(this.account)
+    if (origin === 'self' && derivedToHead && this.effect(block, claim, ctx) === UNFUNDED) {
+      throw new LedgerError('overspend', `${block.account} cannot fund #${block.seq} once proven forks are counted`)
+    }
+    this.apply(block, hash, claim)
+    this.derive(ctx)
     return hash
+  }
+
+  /** Forgets the derived state; derive() rebuilds it from the blocks. */
+  resetDerived(): void {
+    this.d = emptyState(this.account)
+    this.moved.length = 0
+    this.history.length = 0
+    this.held.clear()
+    this.credited.clear()
+  }
+
+  /**
+   * Derives blocks up to the head or the account's fork, whichever comes first. Returns false when
+   * it stopped at a receive whose send is not derived yet; refs only point back in time, so
+   * deriving the other chains first always lets it go on.
+   */
+  derive(st: Standing): boolean {
+    const end = Math.min(this.blocks.length, st.forkSeq(this.account))
+    while (this.moved.length < end) {
+      const i = this.moved.length
+      const e = this.effect(this.blocks[i], this.claims[i], st)
+      if (e === undefined) return false
+      this.settle(i, e === UNFUNDED ? VOID : e)
+    }
+    return true
+  }
+
+  /** What block `b` moves on top of the derived state: its claim, VOID, UNFUNDED, or undefined when its send is not derived yet. */
+  private effect(b: Block, claim: Delta, st: Standing): Delta | typeof VOID | typeof UNFUNDED | undefined {
+    if (b.type === 'receive') {
+      const sendMoves = st.moves(b.ref)
+      if (sendMoves !== true) return sendMoves === false ? VOID : undefined
+    }
+    const e = { ...claim }
+    if (b.type === 'release') e.pending = -this.reserved(b.ref)
+    if (b.type === 'send' && b.ref !== ZERO_HASH && this.reserved(b.ref) < b.amount) return UNFUNDED
+    const d = this.d
+    const after: AccountState = { ...d, balance: d.balance + e.earned - e.spent, pending: d.pending + e.pending, received_total: d.received_total + e.received }
+    if (after.balance - after.pending < -creditLimit(st.policy, after)) return UNFUNDED
+    return e
+  }
+
+  private settle(i: number, e: Delta | typeof VOID): void {
+    const b = this.blocks[i]
+    const hash = this.hashes[i]
+    const d = this.d
+    d.seq = b.seq
+    d.head = hash
+    d.lastTs = b.ts
+    if (b.type === 'genesis') d.owner_id = b.memo
+    if (e !== VOID) {
+      d.earned_total += e.earned
+      d.spent_total += e.spent
+      d.balance = d.earned_total - d.spent_total
+      d.pending += e.pending
+      d.received_total += e.received
+      d.grants_total += e.grant
+      d.fees_total += e.fee
+      if (b.type === 'receive') this.credited.add(b.ref)
+      if (b.type === 'reserve') this.held.set(hash, b.amount)
+      if (b.type === 'release') this.held.delete(b.ref)
+      if (b.type === 'send' && b.ref !== ZERO_HASH) this.held.set(b.ref, this.reserved(b.ref) - b.amount)
+    }
+    this.moved.push(e !== VOID)
+    this.history.push({ seq: b.seq, ts: b.ts, balance: d.balance })
   }
 
   private checkPosition(b: Block): void {
@@ -125,7 +242,7 @@ export class Chain {
     if (b.ts > ctx.now + policy.maxClockSkewMs) throw new LedgerError('bad-ts', 'ts in the future')
     const fee = requiredFee(policy, b, prevTs)
     if (b.type !== 'fee' && b.fee !== fee) throw new LedgerError('bad-fee', `fee ${b.fee}, required ${fee}`)
-    const d: Delta = { earned: 0, spent: b.fee, pending: 0, received: 0, grant: 0 }
+    const d: Delta = { earned: 0, spent: b.fee, pending: 0, received: 0, grant: 0, fee: b.fee }
 
     switch (b.type) {
       case 'genesis':
@@ -186,6 +303,7 @@ export class Chain {
   }
 
   private apply(b: Block, hash: string, d: Delta): void {
+    this.claims.push(d)
     const s = this.s
     s.seq = b.seq
     s.head = hash
@@ -210,7 +328,6 @@ export class Chain {
     this.blocks.push(b)
     this.hashes.push(hash)
     this.index.set(hash, b.seq)
-    this.history.push({ seq: b.seq, ts: b.ts, balance: s.balance })
   }
 }
 
@@ -220,6 +337,7 @@ interface Delta {
   pending: number
   received: number
   grant: number
+  fee: number
 }
 
 function checkDeclaredFee(b: Block, required: number, policy: Policy): void {

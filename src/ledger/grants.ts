@@ -42,7 +42,7 @@ export function checkGrant(b: Block, chain: Chain, ctx: VerifyContext): void {
   if (!GRANT_KINDS.includes(kind)) refuse(`no grant kind '${b.memo}'`)
   if (b.amount !== grantAmount(kind, g)) refuse(`${kind} grants exactly ${grantAmount(kind, g)}`)
   if (kind !== 'mentor' && b.counterparty !== '') refuse('only a mentor grant names a counterparty')
-  const s = chain.state
+  const s = chain.claimed
   const mem = chain.grantMemory
   switch (kind) {
     case 'daily':

@@ -1,6 +1,8 @@
 // The agent's ledger: its own chain plus every other chain it has verified, the double-spend
 // proofs it knows, and the calls the agent makes (transfer, grants, tasks, work settlement).
 // All mutations run one at a time: two concurrent appends to one chain would fork it.
+// Balances are derived from chains and proofs together; a new proof re-derives every account,
+// so agents that learn the same things in any order end with the same state.
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { BLOCK_VERSION, hashBlock, LedgerError, parseBlock, signBlock, verifyBlockSignature, ZERO_HASH, type Block, type RejectReason, type UnsignedBlock } from './block.ts'
@@ -70,6 +72,12 @@ export class Ledger {
   readonly policy: Policy
   private readonly chains = new Map<string, Chain>()
   private readonly byHash = new Map<string, Block>()
+  /**
+   * Signed blocks of forked accounts at or after their fork that no held chain links to (the
+   * other branch): they move nothing, but a receive of one must still be verifiable, or the
+   * payee's chain would stall here while agents holding that branch go on.
+   */
+  private readonly beyondFork = new Map<string, Block[]>()
   private readonly proofs = new Map<string, DoubleSpendProof>()
   private readonly flags = new Map<string, number>()
   private readonly listeners = new Map<keyof LedgerEvents, Set<(e: any) => void>>()
@@ -89,9 +97,10 @@ export class Ledger {
     const l = new Ledger(store, key, opts)
     for (const r of await store.load()) {
       if (r.kind === 'proof') l.recordProof(r.proof)
-      else await l.chainOf(r.block.account).append(r.block, l.ctx(), true).then(h => l.byHash.set(h, r.block))
+      else if (r.block.seq >= l.forkSeq(r.block.account)) l.holdBeyondFork(r.block, hashBlock(r.block))
+      else l.byHash.set(await l.chainOf(r.block.account).append(r.block, l.ctx(), 'store'), r.block)
     }
-    if (l.own.state.seq < 0) {
+    if (l.own.claimed.seq < 0) {
       await l.extend({ type: 'genesis', amount: l.policy.grants.registration, memo: opts.owner ?? '' })
     }
     return l
@@ -117,6 +126,12 @@ export class Ledger {
     return this.chains.get(account)?.blocks.slice(from, to + 1) ?? []
   }
 
+  /** The head of the chain held for an account, past any fork: what sync advertises and fetches after. */
+  chainHead(account: string): { seq: number; hash: string } | undefined {
+    const s = this.chains.get(account)?.claimed
+    return s != null && s.seq >= 0 ? { seq: s.seq, hash: s.head } : undefined
+  }
+
   hashAt(account: string, seq: number): string | undefined {
     return this.chains.get(account)?.hashes[seq]
   }
@@ -133,6 +148,26 @@ export class Ledger {
     return this.flags.has(account)
   }
 
+  /** Seq of the account's earliest proven fork, Infinity when none: blocks from there on move nothing. */
+  forkSeq(account: string): number {
+    return this.flags.get(account) ?? Infinity
+  }
+
+  /** Where to fetch an account's chain from: past its held head, or from its fork, where a block another agent built on may sit on a branch this agent does not hold. */
+  fetchFrom(account: string): number {
+    return Math.min((this.chainHead(account)?.seq ?? -1) + 1, this.forkSeq(account))
+  }
+
+  /**
+   * What a sync request for seq from..to of an account gets: the held chain and held blocks of
+   * other branches, by seq, at most one reply's worth (to − from + 1 blocks).
+   */
+  blocksForSync(account: string, from: number, to: number): Block[] {
+    const other = (this.beyondFork.get(account) ?? []).filter(b => b.seq >= from && b.seq <= to)
+    const own = this.blocks(account, from, to)
+    return other.length === 0 ? own : [...own, ...other].sort((x, y) => x.seq - y.seq).slice(0, to - from + 1)
+  }
+
   knownProofs(): DoubleSpendProof[] {
     return [...this.proofs.values()]
   }
@@ -145,7 +180,8 @@ export class Ledger {
       burned += s.fees_total
       balances += s.balance
       for (const [i, b] of c.blocks.entries()) {
-        if (b.type === 'send' && !this.chains.get(b.counterparty)?.hasReceived(c.hashes[i])) inFlight += b.amount
+        const hash = c.hashes[i]
+        if (b.type === 'send' && this.moves(hash) === true && !this.chains.get(b.counterparty)?.credits(hash)) inFlight += b.amount
       }
     }
     return { grants, burned, balances, inFlight, supply: grants - burned }
@@ -198,7 +234,8 @@ export class Ledger {
   /** The worker's check before executing: the reservation is on the client's chain and still open. */
   reservationHolds(req: TaskRequest): boolean {
     const r = this.chains.get(req.client)?.reservation(req.reserve)
-    return r != null && r.counterparty === this.id && r.counterparty === req.worker && r.remaining >= req.amount
+    const held = this.chains.get(req.client)?.reserved(req.reserve) ?? 0
+    return r != null && r.counterparty === this.id && r.counterparty === req.worker && r.remaining >= req.amount && held >= req.amount
   }
 
   /** Step 4: pay the confirmed amount from the reservation and release the rest. */
@@ -280,12 +317,9 @@ export class Ledger {
   private async ingestNow(b: Block): Promise<IngestOutcome> {
     const chain = this.chainOf(b.account)
     const hash = hashBlock(b)
-    if (b.seq <= chain.state.seq) return this.compareExisting(chain, b, hash)
-    if (this.flags.has(b.account)) return this.reject('flagged', `${b.account} forked its chain`)
-    if (b.type === 'receive') {
-      const send = this.byHash.get(b.ref)
-      if (send != null && (this.flags.get(send.account) ?? Infinity) <= send.seq) return this.reject('flagged', 'receives a send at or after a fork')
-    }
+    if (this.byHash.has(hash)) return { status: 'duplicate' }
+    if (b.seq >= this.forkSeq(b.account)) return this.keepBeyondFork(b, hash)
+    if (b.seq <= chain.claimed.seq) return this.compareExisting(chain, b, hash)
     try {
       await chain.append(b, this.ctx())
     } catch (err) {
@@ -297,23 +331,56 @@ export class Ledger {
     return { status: 'accepted', hash }
   }
 
+  /** A block before the fork of its account that differs from the held one: a new, earlier fork. */
   private async compareExisting(chain: Chain, b: Block, hash: string): Promise<IngestOutcome> {
-    const mine = chain.blocks[b.seq]
-    if (chain.hashes[b.seq] === hash) return { status: 'duplicate' }
     if (!(await verifyBlockSignature(b))) return this.reject('bad-signature', `${b.account}#${b.seq}`)
-    const proof = makeProof(mine, b)
-    if (!this.proofs.has(proofId(proof))) {
-      await this.store.append({ kind: 'proof', proof })
-      this.recordProof(proof)
-    }
+    const proof = makeProof(chain.blocks[b.seq], b)
+    await this.store.append({ kind: 'proof', proof })
+    this.recordProof(proof)
+    // Now beyond the fork, and someone may have received it: kept like the rest of its branch.
+    await this.store.append({ kind: 'block', block: b })
+    this.holdBeyondFork(b, hash)
     return { status: 'fork', proof }
+  }
+
+  private async keepBeyondFork(b: Block, hash: string): Promise<IngestOutcome> {
+    if (!(await verifyBlockSignature(b))) return this.reject('bad-signature', `${b.account}#${b.seq}`)
+    await this.store.append({ kind: 'block', block: b })
+    this.holdBeyondFork(b, hash)
+    return { status: 'accepted', hash }
+  }
+
+  private holdBeyondFork(b: Block, hash: string): void {
+    this.byHash.set(hash, b)
+    const held = this.beyondFork.get(b.account)
+    if (held == null) this.beyondFork.set(b.account, [b])
+    else held.push(b)
   }
 
   private recordProof(proof: DoubleSpendProof): void {
     const account = proof.a.account
     this.proofs.set(proofId(proof), proof)
-    this.flags.set(account, Math.min(this.flags.get(account) ?? Infinity, proof.a.seq))
+    if (proof.a.seq < this.forkSeq(account)) {
+      this.flags.set(account, proof.a.seq)
+      this.rederive()
+    }
     this.emit('flagged', { account, proof })
+  }
+
+  /** Derives every account again from the held chains; a chain waits while a send it received is not derived yet. */
+  private rederive(): void {
+    let waiting = [...this.chains.values()]
+    for (const c of waiting) c.resetDerived()
+    const st = this.ctx()
+    while (waiting.length > 0) waiting = waiting.filter(c => !c.derive(st))
+  }
+
+  /** Whether a held send moves credits: false for blocks held beyond a fork and for everything at or after it. */
+  private moves(hash: string): boolean | undefined {
+    const b = this.byHash.get(hash)
+    const at = b && this.chains.get(b.account)?.seqOf(hash)
+    if (b == null || at == null || at >= this.forkSeq(b.account)) return false
+    return this.chains.get(b.account)!.movesAt(at)
   }
 
   private reject(reason: RejectReason, detail: string): IngestOutcome {
@@ -339,7 +406,9 @@ export class Ledger {
       now: this.clock(),
       lookup: h => this.byHash.get(h),
       chain: a => this.chains.get(a),
-      hasProof: id => this.proofs.has(id)
+      hasProof: id => this.proofs.has(id),
+      forkSeq: a => this.forkSeq(a),
+      moves: h => this.moves(h)
     }
   }
 
@@ -349,7 +418,7 @@ export class Ledger {
    */
   private extend(fields: Partial<UnsignedBlock> & Pick<UnsignedBlock, 'type'>): Promise<Block> {
     return this.serial(async () => {
-      const s = this.own.state
+      const s = this.own.claimed
       const base: UnsignedBlock = {
         v: BLOCK_VERSION, account: this.id, seq: s.seq + 1, prev: s.head, amount: 0, counterparty: '', ref: ZERO_HASH, memo: '',
         ts: Math.max(this.clock(), s.lastTs), ...fields, fee: 0
@@ -357,7 +426,7 @@ export class Ledger {
       const priced = { ...base, fee: (fields.fee ?? 0) + requiredFee(this.policy, base, s.seq < 0 ? undefined : s.lastTs) }
       const unsigned = base.type === 'genesis' ? mineGenesis(priced, this.policy.grants.registrationWorkBits) : priced
       const b = await signBlock(unsigned, this.key)
-      const hash = await this.own.append(b, this.ctx(), true)
+      const hash = await this.own.append(b, this.ctx(), 'self')
       await this.committed(b, hash, true)
       return b
     })

@@ -115,13 +115,16 @@ export class LedgerSync {
     return { type: 'ledger.heads', heads: [this.head(this.ledger.id)!] }
   }
 
-  /** A rotating slice of all known heads, to gossip periodically so chains of offline agents still spread. */
+  /**
+   * A rotating slice of all held heads, to gossip periodically so chains of offline agents still
+   * spread. Held, not derived: a peer holding another branch of a forked chain learns of the fork.
+   */
   someHeads(): SyncMessage {
-    const all = this.ledger.accounts().filter(s => s.seq >= 0)
+    const all = this.ledger.accounts().map(s => this.head(s.account)).filter(h => h != null)
     const start = all.length === 0 ? 0 : this.rotation % all.length
     const slice = [...all.slice(start), ...all.slice(0, start)].slice(0, MAX_HEADS)
     this.rotation += MAX_HEADS
-    return { type: 'ledger.heads', heads: slice.map(s => ({ account: s.account, seq: s.seq, hash: s.head })) }
+    return { type: 'ledger.heads', heads: slice }
   }
 
   /**
@@ -143,7 +146,7 @@ export class LedgerSync {
         for (const h of msg.heads) this.wantHead(h, out)
         break
       case 'ledger.request':
-        out.reply = { type: 'ledger.blocks', blocks: this.ledger.blocks(msg.account, msg.from, msg.to) }
+        out.reply = { type: 'ledger.blocks', blocks: this.ledger.blocksForSync(msg.account, msg.from, msg.to) }
         break
       case 'ledger.blocks':
       case 'credit.transfer':
@@ -163,16 +166,16 @@ export class LedgerSync {
   }
 
   private head(account: string): Head | undefined {
-    const s = this.ledger.account(account)
-    return s && s.seq >= 0 ? { account, seq: s.seq, hash: s.head } : undefined
+    const h = this.ledger.chainHead(account)
+    return h && { account, ...h }
   }
 
   private wantHead(h: Head, out: SyncResult): void {
-    if (this.ledger.isFlagged(h.account)) return
-    const known = this.ledger.account(h.account)
-    const seq = known?.seq ?? -1
-    if (h.seq > seq) out.requests.push({ type: 'ledger.request', account: h.account, from: seq + 1, to: Math.min(h.seq, seq + MAX_RANGE) })
-    else if (this.ledger.hashAt(h.account, h.seq) !== h.hash) {
+    const from = this.ledger.fetchFrom(h.account)
+    // Of a forked account only the part before the fork counts; its branches are fetched when a receive needs them.
+    const last = Math.min(h.seq, this.ledger.forkSeq(h.account) - 1, from + MAX_RANGE - 1)
+    if (last >= from) out.requests.push({ type: 'ledger.request', account: h.account, from, to: last })
+    else if (h.seq < from && this.ledger.hashAt(h.account, h.seq) !== h.hash) {
       // A different block at a seq we hold: fetch it, it may complete a double-spend proof.
       out.requests.push({ type: 'ledger.request', account: h.account, from: h.seq, to: h.seq })
     }
@@ -195,8 +198,7 @@ export class LedgerSync {
     for (const b of blocks) tails.set(b.account, Math.max(tails.get(b.account) ?? -1, b.seq))
     // A full range means the sender may have more: keep pulling until a short reply.
     for (const [account, last] of tails) {
-      const s = this.ledger.account(account)
-      if (raw.length >= MAX_RANGE && s && s.seq === last) out.requests.push({ type: 'ledger.request', account, from: last + 1, to: last + MAX_RANGE })
+      if (raw.length >= MAX_RANGE && this.ledger.chainHead(account)?.seq === last) out.requests.push({ type: 'ledger.request', account, from: last + 1, to: last + MAX_RANGE })
     }
   }
 
@@ -216,18 +218,20 @@ export class LedgerSync {
       case 'missing':
         this.park(b)
         if (r.account !== '') {
-          const s = this.ledger.account(r.account)
-          out.requests.push({ type: 'ledger.request', account: r.account, from: (s?.seq ?? -1) + 1, to: (s?.seq ?? -1) + MAX_RANGE })
+          const from = this.ledger.fetchFrom(r.account)
+          out.requests.push({ type: 'ledger.request', account: r.account, from, to: from + MAX_RANGE - 1 })
         }
         break
       case 'fork':
         this.count(out, 'double-spend', `${b.account}#${b.seq}`)
         out.gossip.push({ type: 'ledger.proof', proof: r.proof })
+        // The block is kept as part of the other branch: a parked receive may have waited for it.
+        advanced.add(b.account)
         break
       case 'rejected':
         this.count(out, r.reason, r.detail)
         if (r.reason === 'gap') {
-          const from = (this.ledger.account(b.account)?.seq ?? -1) + 1
+          const from = this.ledger.fetchFrom(b.account)
           out.requests.push({ type: 'ledger.request', account: b.account, from, to: Math.min(b.seq, from + MAX_RANGE - 1) })
         }
         break

@@ -44,7 +44,16 @@ export class World {
         return undefined
       },
       chain: a => this.chains.get(a),
-      hasProof: id => this.proofs.has(id)
+      hasProof: id => this.proofs.has(id),
+      // No forks in these worlds: every held send moves what it says.
+      forkSeq: () => Infinity,
+      moves: h => {
+        for (const c of this.chains.values()) {
+          const at = c.seqOf(h)
+          if (at !== undefined) return c.movesAt(at)
+        }
+        return false
+      }
     }
   }
 

@@ -178,11 +178,17 @@ describe('sync rejects bad input with a reason, counts it, and keeps state', () 
     await expectRejected({ type: 'ledger.blocks', blocks: [await next({ amount: REG, memo: 'more than a has' })] }, 'overspend')
   })
 
-  it('double spends, gossiping the proof', async () => {
+  it('double spends, gossiping the proof and counting nothing from the fork on', async () => {
     const twin = await signBlock({ ...send, counterparty: agents[2].id }, a().key)
-    const out = await expectRejected({ type: 'ledger.blocks', blocks: [twin] }, 'double-spend')
+    const count = y.counters['double-spend'] ?? 0
+    const out = await y.handle({ type: 'ledger.blocks', blocks: [twin] })
+    expect(out.rejected.map(r => r.reason)).toEqual(['double-spend'])
+    expect(y.counters['double-spend']).toBe(count + 1)
     expect(out.gossip).toHaveLength(1)
     expect(y.ledger.isFlagged(a().id)).toBe(true)
+    // The send was at the fork: a keeps its credits and b's receive of it credits nothing.
+    expect(y.ledger.account(a().id)).toMatchObject({ seq: 0, balance: REG })
+    expect(y.ledger.account()).toMatchObject({ seq: 1, balance: REG })
     const z = await node(2)
     const heard = await z.handle(out.gossip[0])
     expect(z.ledger.isFlagged(a().id)).toBe(true)
