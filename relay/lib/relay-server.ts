@@ -75,7 +75,9 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
     transports: [webSockets()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionManager: { maxConnections: 1024, inboundConnectionThreshold: 20 },
+    // gossipsub opens its outbound streams one peer at a time: a peer that vanished without closing
+    // holds the queue for the whole negotiation timeout, so keep that short.
+    connectionManager: { maxConnections: 1024, inboundConnectionThreshold: 20, outboundStreamProtocolNegotiationTimeout: 3000, inboundStreamProtocolNegotiationTimeout: 3000 },
     services: {
       identify: identify(),
       ping: ping(),

@@ -52,7 +52,8 @@ export async function createAgentNode (opts: AgentNodeOptions): Promise<AgentNod
     streamMuxers: [yamux()],
     // The default gater refuses ws:// and loopback, which is exactly what a local relay is.
     connectionGater: { denyDialMultiaddr: () => false },
-    connectionManager: { maxConnections: 200 },
+    // gossipsub opens outbound streams one peer at a time; a vanished peer must not hold the queue long.
+    connectionManager: { maxConnections: 200, outboundStreamProtocolNegotiationTimeout: 3000, inboundStreamProtocolNegotiationTimeout: 3000 },
     services: {
       identify: identify(),
       ping: ping(),

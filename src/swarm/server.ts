@@ -107,7 +107,8 @@ export class ShardServer {
     return await next
   }
 
-  async handle (stream: Stream, conn: Connection): Promise<void> {
+  /** Serves one session on `stream`; `free` for this agent's own generations (nobody pays itself). */
+  async handle (stream: Stream, conn: Pick<Connection, 'remotePeer'>, opts: { free?: boolean } = {}): Promise<void> {
     const frames = sessionFrames(stream)
     const client = conn.remotePeer.toString()
     const reply = async (r: SessionReply): Promise<void> => { await frames.write(r) }
@@ -124,7 +125,7 @@ export class ShardServer {
       session = { id: this.nextId++, client, cache: this.hosted.range.newCache(), maxLength: o.maxLength, lastActive: Date.now(), tokens: 0 }
       this.sessions.set(session.id, session)
       // Our own id for the payment session, so no client can make two sessions share one account of what was paid.
-      const paySession = this.opts.payments != null ? randomId() : undefined
+      const paySession = this.opts.payments != null && opts.free !== true ? randomId() : undefined
       meter = paySession != null ? this.opts.payments!.meter(client, paySession) : undefined
       await reply({ ok: true, session: paySession })
       const dim = this.hosted.config.dim

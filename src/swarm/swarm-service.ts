@@ -1,3 +1,5 @@
+import type { Connection } from '@libp2p/interface'
+import { streamPair } from '@libp2p/utils'
 import type { AgentContext, AgentService } from '../peer/service.ts'
 import type { Envelope } from '../protocol/envelope.ts'
 import { EVIDENCE_TOPIC, INFERENCE_PROTOCOL, SHARD_TOPIC, WEIGHTS_PROTOCOL, type ShardAnnounce, type SpotCheckEvidence } from './messages.ts'
@@ -257,7 +259,7 @@ export class SwarmService implements AgentService {
     const tokenizer = m.opened.tokenizer
     const promptTokens = typeof prompt === 'string' ? tokenizer.encode(prompt) : prompt
     const client = new MeshClient({
-      connect: async peer => await ctx.connect(peer),
+      connect: async peer => peer === ctx.id ? this.selfConnection() : await ctx.connect(peer),
       shards: () => this.table.forModel(model),
       rtt: peer => ctx.rtt(peer),
       bans: this.bans,
@@ -276,6 +278,24 @@ export class SwarmService implements AgentService {
     })
     text += decoder.flush()
     return { ...result, promptTokens, text }
+  }
+
+  /**
+   * A libp2p agent cannot dial itself, yet the best route may run through blocks it hosts: its
+   * own hops go over an in-memory stream pair to its own server, unpaid.
+   */
+  private selfConnection (): Connection {
+    const ctx = this.ctx!
+    return {
+      remotePeer: ctx.node.peerId,
+      newStream: async () => {
+        const server = this.server
+        if (server == null) throw new Error('this agent hosts no blocks')
+        const [ours, theirs] = await streamPair()
+        void server.handle(theirs, { remotePeer: ctx.node.peerId }, { free: true })
+        return ours
+      }
+    } as unknown as Connection
   }
 
   /** Token ids of a chat, through the model's own chat template (plain text for base models). */

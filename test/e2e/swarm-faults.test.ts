@@ -61,6 +61,15 @@ describe('distributed inference with misbehaving peers', () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true })
   })
 
+  it('an agent generates through blocks it hosts itself (it cannot dial itself), unpaid', async () => {
+    const solo = await host('solo')
+    const r = await swarmOf(solo).generate(model, once.prompt, { maxTokens: 16, temperature: 0, stopAtEos: false })
+    expect(r.tokens).toEqual(once.generated_tokens.slice(0, 16))
+    expect(r.routes[0].hops).toEqual([expect.objectContaining({ peer: solo.id, start: 0, end: 4 })])
+    expect(r.cost.paid).toBe(0)
+    await solo.stop()
+  })
+
   it('a spot check catches a host that perturbs its output; evidence spreads and the output stays right', async () => {
     const honest = await host('honest')
     const liar = await host('liar', forward => async (h, n, c) => {
@@ -124,7 +133,10 @@ describe('distributed inference with misbehaving peers', () => {
     await waitFor('the false claim to reach the client', async () => {
       await announce()
       return swarmOf(client).view().models[0]?.servers.some(s => s.peer === claimer.id)
-    }, 30_000, 1000)
+    }, 30_000, 1000).catch(err => {
+      const snap = client.snapshot()
+      throw new Error(`${err.message}; relay link ${JSON.stringify(snap.self.relay)}, conns ${client.node.getConnections().length}; client knows peers ${JSON.stringify(snap.peers.map(p => [p.name, p.transport]))}, rejected ${JSON.stringify(snap.diagnostics.rejected)}, recent ${JSON.stringify(snap.diagnostics.recent.slice(-3))}; relay rejected ${JSON.stringify(relay.inbox.counts)}; relay announce subscribers ${(relay.node.services as any).pubsub.getSubscribers("clawnet/1/announce").length}, relay peers ${relay.node.getPeers().length}, relay has outbound stream to client ${(relay.node.services as any).pubsub.streamsOutbound.has(client.id)}, inbound ${(relay.node.services as any).pubsub.streamsInbound.has(client.id)}, client outbound to relay ${(client.node.services as any).pubsub.streamsOutbound.has(relay.peerId)}; client sees subscribers ${client.node.services.pubsub.getSubscribers("clawnet/1/announce").length}, client pubsub peers ${client.node.services.pubsub.getPeers().length}`)
+    })
     await seesHosts(client, [good.id])
     swarmOf(client).standing.penalise(good.id, 0.01)
     const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 8, temperature: 0, stopAtEos: false })
