@@ -45,3 +45,12 @@ export async function connectTo (node: AgentNode, peerId: string, addrs: Multiad
   }
   throw new Error(`cannot reach ${peerId}: ${(lastErr as Error)?.message ?? 'no address'}`)
 }
+
+/**
+ * A link to send a small message on now: the best open connection (a relayed one will do), so
+ * a direct message never waits on a WebRTC dial; a new connection only when there is none.
+ */
+export async function linkTo (node: AgentNode, peerId: string, addrs: Multiaddr[]): Promise<Connection> {
+  const open = node.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
+  return open.find(c => transportOf(c) === 'webrtc') ?? open[0] ?? await connectTo(node, peerId, addrs)
+}

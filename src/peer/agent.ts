@@ -8,7 +8,7 @@ import { ChatLog } from '../mesh/chat-log.ts'
 import { Emitter } from '../mesh/emitter.ts'
 import { RelayLink } from '../mesh/relay-link.ts'
 import { bestTransport } from '../mesh/connections.ts'
-import { candidateAddrs, connectTo, shouldDial } from '../mesh/dialer.ts'
+import { candidateAddrs, connectTo, linkTo, shouldDial } from '../mesh/dialer.ts'
 import { answerHello, sayHello, type HelloRefusal } from '../mesh/hello.ts'
 import { receiveDirect, sendDirectEnvelope } from '../mesh/direct.ts'
 import { PROTOCOLS, TOPICS } from '../mesh/topics.ts'
@@ -167,7 +167,7 @@ export class Agent implements AgentHandle {
     const peer = this.table.get(to)
     if (peer == null) throw new Error(`unknown agent ${to}: it has not announced itself (or has left)`)
     const env = await signEnvelope(this.signer, 'chat.direct', { text }, { to })
-    const conn = await connectTo(this.node, to, candidateAddrs(to, peer.addrs ?? [], this.relay.addrs), { attempts: 1 })
+    const conn = await linkTo(this.node, to, candidateAddrs(to, peer.addrs ?? [], this.relay.addrs))
     await sendDirectEnvelope(conn, env)
     this.record(env, 'direct')
   }
