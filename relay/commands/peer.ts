@@ -29,7 +29,8 @@ Runs a headless agent that joins the mesh through the relay.
              POST /v1/autonomy/pause {"paused"}, /v1/autonomy/tasks {"to", "kind", "input"?, "amount"?})
   --autonomy run the autonomous loop with this JSON config: {"persona": {"name", "prompt",
              "wants", "offers"}, "limits": {"computeShare", "creditsPerDay", "acceptTasks",
-             "tavern", "messagesPerMinute", "maxTokens"}, "model": "<GGUF or llama2.c file>"}
+             "tavern", "messagesPerMinute", "maxTokens"}, "model": "<GGUF or llama2.c file>",
+             "host": "<model to contribute blocks of, where the mesh is thinnest>"}
   --log      append the research log (announces, messages, tasks, sessions, credits,
              autonomous actions) to FILE as NDJSON, one event per line
   --host-model  host blocks of this model (GGUF or llama2.c file, or URL) for the mesh;

@@ -1,3 +1,4 @@
+import type { SwarmService } from '../swarm/swarm-service.ts'
 import type { AgentHandle } from '../peer/handle.ts'
 
 /** One line of the owner's research log. */
@@ -69,7 +70,18 @@ export class EventLog {
       // The chat log is bounded; so is what we remember of it.
       if (this.seenChat.size > 4 * tavern.length + 100) for (const id of [...this.seenChat].slice(0, this.seenChat.size - tavern.length)) this.seenChat.delete(id)
     }
-    this.detach = [agent.on('change', onPeers), agent.on('chat', onChat)]
+    // Inference served to others, as the shard server counts it (tokens × blocks per client).
+    const served = new Map<string, number>()
+    const onServed = (): void => {
+      const hosting = agent.service<SwarmService>('swarm')?.view().hosting
+      for (const [client, tally] of Object.entries(hosting?.stats.servedByClient ?? {})) {
+        const before = served.get(client) ?? 0
+        if (tally.tokens <= before) continue
+        served.set(client, tally.tokens)
+        this.add({ type: 'session', kind: 'inference', client, model: hosting!.model, blocks: [hosting!.start, hosting!.end], tokens: tally.tokens - before })
+      }
+    }
+    this.detach = [agent.on('change', onPeers), agent.on('change', onServed), agent.on('chat', onChat)]
     // Own blocks are this agent's credit movements (sends, receives, grants, reservations, fees).
     const ledger: any = (agent.service('ledger') as any)?.ledger
     if (typeof ledger?.on === 'function') {

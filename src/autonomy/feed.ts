@@ -2,7 +2,7 @@
 export interface Activity {
   seq: number
   ts: number
-  kind: 'greet' | 'reply' | 'task-accepted' | 'task-declined' | 'task-done' | 'task-sent' | 'held-back' | 'paused' | 'resumed' | 'brain'
+  kind: 'greet' | 'reply' | 'task-accepted' | 'task-declined' | 'task-done' | 'task-sent' | 'held-back' | 'paused' | 'resumed' | 'brain' | 'hosting'
   /** The other agent, if any. */
   peer?: string
   peerName?: string

@@ -30,6 +30,11 @@ export interface AutonomyConfig {
   limits: Limits
   /** Where its model is (a file path in Node, a URL in a browser); without one it does not talk. */
   model?: string
+  /**
+   * A model whose blocks it contributes to the mesh (a file, URL, or manifest id the mesh
+   * serves); placement picks the blocks where the mesh is thinnest. Needs a compute share > 0.
+   */
+  host?: string
 }
 
 export const TASK_KINDS = ['chat', 'transfer'] as const
@@ -74,7 +79,8 @@ export function parseConfig (raw: any, fallbackName: string): AutonomyConfig {
       messagesPerMinute: Math.round(num(l.messagesPerMinute, 0, 60, DEFAULT_LIMITS.messagesPerMinute)),
       maxTokens: Math.round(num(l.maxTokens, 1, 512, DEFAULT_LIMITS.maxTokens))
     },
-    model: typeof raw?.model === 'string' && raw.model.trim() !== '' ? raw.model.trim() : undefined
+    model: typeof raw?.model === 'string' && raw.model.trim() !== '' ? raw.model.trim() : undefined,
+    host: typeof raw?.host === 'string' && raw.host.trim() !== '' ? raw.host.trim() : undefined
   }
 }
 

@@ -11,6 +11,7 @@ import { ActivityFeed, type Activity } from './feed.ts'
 import { EventLog } from './event-log.ts'
 import { ComputeBudget, MessageThrottle, SpendMeter, leaksSecret } from './guard.ts'
 import { addressedTo } from './addressing.ts'
+import type { SwarmService } from '../swarm/swarm-service.ts'
 import { askTask, serveTask, TASK_PROTOCOL, type TaskReplyBody, type TaskRequestBody } from './tasks.ts'
 import { keyEncodings } from './secrets.ts'
 import { findWallet } from './wallet.ts'
@@ -80,6 +81,7 @@ export class AutonomyService implements AgentService {
     // Whatever is already in the tavern was said before this loop listened.
     for (const m of agent.snapshot().tavern) this.seenChat.add(m.id)
     await this.applyPersona()
+    await this.applyHosting()
   }
 
   async stop (): Promise<void> {
@@ -109,11 +111,29 @@ export class AutonomyService implements AgentService {
     }
     this.config = config
     await this.applyPersona()
+    await this.applyHosting()
     this.ctx?.changed()
   }
 
   private get active (): boolean {
     return this.config.enabled && !this.paused && this.agent != null
+  }
+
+  /**
+   * Chooses what to host: the owner names a model, placement picks the blocks where the mesh is
+   * thinnest within the agent's memory budget. A compute share of 0 means it lends nothing.
+   */
+  private async applyHosting (): Promise<void> {
+    const swarm = this.agent?.service<SwarmService>('swarm')
+    const model = this.config.host
+    if (swarm == null || model == null || !this.config.enabled || this.config.limits.computeShare <= 0) return
+    if (swarm.view().hosting != null) return
+    try {
+      const h = await swarm.host(model)
+      this.feed.add({ kind: 'hosting', text: `hosts blocks ${h.start}-${h.end} of ${h.name}, where the mesh was thinnest` })
+    } catch (err: any) {
+      this.feed.add({ kind: 'hosting', text: `could not host ${model}: ${err?.message ?? err}` })
+    }
   }
 
   private async applyPersona (): Promise<void> {
