@@ -125,4 +125,10 @@ export class Reputation {
   score(peer: string): number {
     return this.scores().get(peer) ?? 0
   }
+
+  /** Whether anyone has rated the peer or brought evidence against it. */
+  known(peer: string): boolean {
+    for (const row of this.opinions.values()) if (row.has(peer)) return true
+    return false
+  }
 }

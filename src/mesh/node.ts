@@ -31,7 +31,11 @@ export function gossipOptions (): Parameters<typeof gossipsub>[0] {
     maxInboundDataLength: 64 * 1024 + 1024,
     // Frequent heartbeats keep a small mesh converging within a second or two.
     heartbeatInterval: 700,
-    runOnLimitedConnection: true
+    runOnLimitedConnection: true,
+    // Every relayed peer appears at the relay's IP, and many agents share one home NAT: the
+    // default penalty for more than 10 peers per IP graylisted newcomers (they got no gossip at
+    // all once a mesh had about 14 agents). Abuse is met by signatures and per-sender rates.
+    scoreParams: { IPColocationFactorWeight: 0 }
   }
 }
 

@@ -10,6 +10,7 @@ import { parseConfig, type AutonomyConfig } from '../autonomy/persona.ts'
 import { localBrain } from '../autonomy/brain.ts'
 import { InviterLink } from './invite.ts'
 import { SwarmService, type SwarmOptions } from '../swarm/swarm-service.ts'
+import { ledgerReputation } from './services/work-reputation.ts'
 import { ledgerPayments } from './services/work-payments.ts'
 
 export interface StartAgentOptions {
@@ -47,7 +48,7 @@ export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
       ledger,
       autonomy,
       // Inference is paid through the ledger, which starts before the swarm.
-      new SwarmService({ cacheDir: opts.dataDir != null ? `${opts.dataDir}/weights` : undefined, ...opts.swarm, payments: ledgerPayments(ledger, identity.privateKey) }),
+      new SwarmService({ cacheDir: opts.dataDir != null ? `${opts.dataDir}/weights` : undefined, ...opts.swarm, payments: ledgerPayments(ledger, identity.privateKey), reputation: ledgerReputation(ledger, identity.privateKey) }),
       ...(opts.inviter != null ? [new InviterLink(opts.inviter)] : [])
     ]
   })

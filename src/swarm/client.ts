@@ -18,6 +18,8 @@ export interface ClientDeps {
   rtt: (peer: string) => number | undefined
   bans: BanList
   standing: Standing
+  /** Trust from ratings and evidence (the ledger's reputation), 0..1; weighs routing with standing. */
+  trust?: (peer: string) => number
   /** Called with signed-to-be evidence when a spot check finds a mismatch. */
   onEvidence?: (e: SpotCheckEvidence) => void
   /** Probability that a decode step is also run on a second server of the same range. */
@@ -125,7 +127,13 @@ export class MeshClient {
   plan (from: number): Hop[] {
     const n = this.ends.config.nLayers
     const entries = this.deps.shards()
-    const route = findRoute(entries, n, { rttMs: p => this.deps.rtt(p), banned: p => this.deps.bans.isBanned(p), standing: p => this.deps.standing.get(p), from })
+    // Trust comes from a global computation over all ratings: once per peer per plan.
+    const trust = new Map<string, number>()
+    const standing = (p: string): number => {
+      if (!trust.has(p)) trust.set(p, this.deps.trust?.(p) ?? 1)
+      return this.deps.standing.get(p) * trust.get(p)!
+    }
+    const route = findRoute(entries, n, { rttMs: p => this.deps.rtt(p), banned: p => this.deps.bans.isBanned(p), standing, from })
     if (route != null) return route
     const gaps = missingRanges(entries, n)
     if (gaps.length > 0) throw new Error(`the mesh does not cover this model: no peer serves ${formatBlocks(gaps)} (of 0-${n - 1})`)

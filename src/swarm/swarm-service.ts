@@ -15,6 +15,7 @@ import { openPeerSource, serveWeights } from './weights.ts'
 import { chunkStore } from './weight-cache.ts'
 import type { ChunkStore } from './cached-source.ts'
 import type { Payments, WorkCredits } from './payments.ts'
+import type { ReputationPort } from './reputation-port.ts'
 
 const ANNOUNCE_EVERY_MS = 10_000
 const REBALANCE_EVERY_MS = 30_000
@@ -29,6 +30,8 @@ export interface SwarmOptions {
   cacheDir?: string
   /** The agent's credit system: hosts charge and clients pay for inference. Without it, inference is free. */
   payments?: Payments
+  /** Reputation (ratings and evidence) that routing weighs; none: every peer counts as 1. */
+  reputation?: ReputationPort
 }
 
 export interface HostingView {
@@ -46,6 +49,8 @@ export interface SwarmView {
   loading?: { phase: string, done: number, total: number }
   evidence: Array<SpotCheckEvidence & { by: string, ts: number }>
   standing: Record<string, number>
+  /** Trust from ratings and evidence for every host in the shard table (1 when unknown). */
+  trust: Record<string, number>
   lastRoute?: { model: string, hops: Hop[], reason: string }
   /** Credits earned by hosting and paid for generations (absent when inference is free). */
   credits?: WorkCredits
@@ -264,9 +269,15 @@ export class SwarmService implements AgentService {
       rtt: peer => ctx.rtt(peer),
       bans: this.bans,
       standing: this.standing,
+      trust: this.opts.reputation?.trust,
       spotCheckRate: this.opts.spotCheckRate,
       payments: this.opts.payments,
-      onEvidence: e => { void ctx.publish(EVIDENCE_TOPIC, 'shard.evidence', e); this.evidence.push({ ...e, by: ctx.id, ts: Date.now() }); ctx.changed() }
+      onEvidence: e => {
+        void ctx.publish(EVIDENCE_TOPIC, 'shard.evidence', e)
+        void this.opts.reputation?.record(e).catch(() => {})
+        this.evidence.push({ ...e, by: ctx.id, ts: Date.now() })
+        ctx.changed()
+      }
     }, ends, model)
     const decoder = tokenizer.decoder()
     let text = ''
@@ -327,6 +338,7 @@ export class SwarmService implements AgentService {
       loading: this.loading,
       evidence: this.evidence.slice(),
       standing: this.standing.all(),
+      trust: Object.fromEntries(this.table.all().map(e => [e.peer, this.opts.reputation?.trust(e.peer) ?? 1])),
       lastRoute: this.lastRoute,
       credits: this.opts.payments?.credits()
     }

@@ -87,6 +87,9 @@ describe('distributed inference with misbehaving peers', () => {
     expect(r.routes.at(-1)!.reason).toMatch(/failed a spot check/)
     const evidence = swarmOf(client).view().evidence
     expect(evidence.some(e => e.accused === liar.id && e.reference === honest.id && e.maxDiff > e.tolerance)).toBe(true)
+    // The evidence also counts in the client's reputation (EigenTrust), which routing weighs.
+    const trust = await waitFor('the liar to lose trust', () => { const t = swarmOf(client).view().trust[liar.id]; return t < 1 ? t : undefined }, 10_000)
+    expect(trust).toBeLessThan(swarmOf(client).view().trust[honest.id] ?? 1)
     await waitFor('the evidence to reach the honest host by gossip', () =>
       swarmOf(honest).view().evidence.some(e => e.accused === liar.id && e.by === client.id), 15_000)
     expect(swarmOf(honest).view().standing[liar.id]).toBeLessThan(1)
