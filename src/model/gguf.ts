@@ -1,3 +1,4 @@
+import type { TensorRef } from './model-file.ts'
 // GGUF reader: parses the header (metadata + tensor directory) from the first bytes of a file and
 // reads each tensor by offset afterwards, so a stage range fetches only its own tensors.
 import type { ByteSource } from './source-http.ts'
@@ -7,16 +8,8 @@ export enum GgufValueType { UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 =
 
 export type GgufValue = number | bigint | boolean | string | GgufValue[] | ArrayLike<number>
 
-export interface GgufTensorInfo {
-  name: string
-  /** ggml order: dims[0] is the row length (contiguous), as in the file. */
-  dims: number[]
-  type: number
-  /** Absolute byte offset in the file. */
-  offset: number
-  byteLength: number
-  elements: number
-}
+/** Where a tensor lies in the file: the format-neutral TensorRef every reader produces. */
+export type GgufTensorInfo = TensorRef
 
 export interface GgufFile {
   version: number

@@ -2,25 +2,23 @@ import type { AnnounceBody, Capabilities, LinkInfo, Transport } from '../protoco
 import type { RejectCounts, Rejection } from '../mesh/inbox.ts'
 
 /** What the UI and the HTTP API see of an agent: plain data, safe to serialise. */
-export interface SelfView {
+/** What every agent says of itself in its announce. */
+export interface AgentFacts {
   id: string
   name: string
   owner?: string
   caps: Capabilities
   wants: string[]
   offers: string[]
+}
+
+export interface SelfView extends AgentFacts {
   /** The relay this agent reaches the mesh through, and whether that link is up now. */
   relay: { addr?: string, connected: boolean }
   startedAt: number
 }
 
-export interface PeerView {
-  id: string
-  name: string
-  owner?: string
-  caps: Capabilities
-  wants: string[]
-  offers: string[]
+export interface PeerView extends AgentFacts {
   hosts: AnnounceBody['hosts']
   /** Links this peer reported in its last announce (who it is connected to, and how). */
   links: LinkInfo[]

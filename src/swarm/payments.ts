@@ -2,21 +2,9 @@
 // inference runs the same with or without a ledger; an agent that has no payments port serves
 // and uses the mesh for free (and a host without one never asks for receipts).
 
-/** The client's signed statement of what one host served in one session (cumulative). */
-export interface WorkReceipt {
-  client: string
-  server: string
-  /** Manifest id of the model. */
-  model: string
-  /** Chosen by the host when the session opens. */
-  session: string
-  /** Tokens the host processed in this session so far. */
-  tokens: number
-  /** Blocks the host ran per token. */
-  layers: number
-  ts: number
-  sig: string
-}
+/** The client's signed statement of what one host served in one session (cumulative); PROTOCOL.md 13. */
+export type { WorkReceipt } from '../ledger/receipts.ts'
+import type { WorkReceipt } from '../ledger/receipts.ts'
 
 /** One payment the client made to a host for a session. */
 export interface Settlement {
