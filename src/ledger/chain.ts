@@ -209,13 +209,7 @@ export class Chain {
     d.lastTs = b.ts
     if (b.type === 'genesis') d.owner_id = b.memo
     if (e !== VOID) {
-      d.earned_total += e.earned
-      d.spent_total += e.spent
-      d.balance = d.earned_total - d.spent_total
-      d.pending += e.pending
-      d.received_total += e.received
-      d.grants_total += e.grant
-      d.fees_total += e.fee
+      addDelta(d, e)
       if (b.type === 'receive') this.credited.add(b.ref)
       if (b.type === 'reserve') this.held.set(hash, b.amount)
       if (b.type === 'release') this.held.delete(b.ref)
@@ -308,13 +302,7 @@ export class Chain {
     s.seq = b.seq
     s.head = hash
     s.lastTs = b.ts
-    s.earned_total += d.earned
-    s.spent_total += d.spent
-    s.balance = s.earned_total - s.spent_total
-    s.pending += d.pending
-    s.received_total += d.received
-    s.grants_total += d.grant
-    s.fees_total += b.fee
+    addDelta(s, d)
     if (b.type === 'genesis') s.owner_id = b.memo
     if (b.type === 'receive') this.received.add(b.ref)
     if (b.type === 'reserve') this.reservations.set(hash, { remaining: b.amount, counterparty: b.counterparty })
@@ -338,6 +326,17 @@ interface Delta {
   received: number
   grant: number
   fee: number
+}
+
+/** One block's effect on the totals; the claimed and the derived state count it the same way. */
+function addDelta(s: Pick<AccountState, 'earned_total' | 'spent_total' | 'balance' | 'pending' | 'received_total' | 'grants_total' | 'fees_total'>, d: Delta): void {
+  s.earned_total += d.earned
+  s.spent_total += d.spent
+  s.balance = s.earned_total - s.spent_total
+  s.pending += d.pending
+  s.received_total += d.received
+  s.grants_total += d.grant
+  s.fees_total += d.fee
 }
 
 function checkDeclaredFee(b: Block, required: number, policy: Policy): void {
