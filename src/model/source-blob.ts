@@ -1,5 +1,5 @@
 // Byte source over a Blob/File (a local file picked in the browser; Node 20 has Blob too).
-import type { ByteSource } from './source-http.ts'
+import { checkRange, type ByteSource } from './source-http.ts'
 
 export function openBlobSource (blob: Blob, onProgress?: (loaded: number) => void): ByteSource {
   const name = (blob as File).name ?? 'blob'
@@ -8,9 +8,7 @@ export function openBlobSource (blob: Blob, onProgress?: (loaded: number) => voi
     name,
     size: blob.size,
     async read (offset, length) {
-      if (offset < 0 || length < 0 || offset + length > blob.size) {
-        throw new Error(`${name}: read of ${length} bytes at offset ${offset} is outside the file (${blob.size} bytes): truncated or corrupt`)
-      }
+      checkRange(name, blob.size, offset, length)
       const bytes = new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer())
       loaded += length
       onProgress?.(loaded)

@@ -13,6 +13,13 @@ export interface ByteSource {
  */
 export const httpPiece = { bytes: 1 << 30 }
 
+/** Every source refuses reads outside its bytes the same way, naming the file and the offsets. */
+export function checkRange (name: string, size: number, offset: number, length: number): void {
+  if (offset < 0 || length < 0 || offset + length > size) {
+    throw new Error(`${name}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes): truncated or corrupt`)
+  }
+}
+
 export async function openHttpSource (url: string, onProgress?: (loaded: number) => void): Promise<ByteSource> {
   const head = await fetch(url, { method: 'HEAD' })
   if (!head.ok) throw new Error(`${url}: HTTP ${head.status}`)
@@ -24,9 +31,7 @@ export async function openHttpSource (url: string, onProgress?: (loaded: number)
     name,
     size,
     async read (offset, length) {
-      if (offset < 0 || length < 0 || offset + length > size) {
-        throw new Error(`${name}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes): truncated or corrupt`)
-      }
+      checkRange(name, size, offset, length)
       if (length === 0) return new Uint8Array(0)
       const body = new Uint8Array(length)
       for (let done = 0; done < length;) {

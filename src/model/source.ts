@@ -2,7 +2,7 @@
 // stage range touches only the bytes of its own tensors.
 import { open, readdir, stat } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
-import { openHttpSource, type ByteSource } from './source-http.ts'
+import { checkRange, openHttpSource, type ByteSource } from './source-http.ts'
 import { openBlobSource } from './source-blob.ts'
 
 export type { ByteSource } from './source-http.ts'
@@ -31,12 +31,6 @@ export async function openFileSource (path: string): Promise<ByteSource> {
       return out
     },
     async close () { await handle.close() }
-  }
-}
-
-export function checkRange (name: string, size: number, offset: number, length: number): void {
-  if (offset < 0 || length < 0 || offset + length > size) {
-    throw new Error(`${name}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes): truncated or corrupt`)
   }
 }
 
