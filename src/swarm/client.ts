@@ -10,6 +10,7 @@ import type { WireDType } from './tensor-codec.ts'
 import { compareOutputs, digest, type Standing } from './verify.ts'
 import type { SpotCheckEvidence } from './messages.ts'
 import type { ClientPayments, Settlement } from './payments.ts'
+import { median } from '../stats.ts'
 
 export interface ClientDeps {
   connect: (peer: string) => Promise<Connection>
@@ -37,6 +38,8 @@ export interface MeshGenerateOptions extends SamplerOptions {
   stopTokens?: Set<number>
   dtype?: WireDType
   stepTimeoutMs?: number
+  /** How long setting up a chain may wait for temporarily banned peers before giving up (ms). */
+  setupDeadlineMs?: number
   signal?: AbortSignal
   onToken?: (id: number) => void
   onRoute?: (route: Hop[], reason: string) => void
@@ -45,11 +48,37 @@ export interface MeshGenerateOptions extends SamplerOptions {
 export interface MeshGenerateResult {
   tokens: number[]
   routes: Array<{ hops: Hop[], reason: string }>
-  timings: { ttft_ms: number, total_ms: number, decode_tokens_per_s: number }
+  timings: { ttft_ms: number, total_ms: number, decode_tokens_per_s: number, hops: HopTiming[] }
   failovers: number
   spotChecks: number
   /** What this generation paid its hosts (micro-credits, fees included), payment by payment. */
   cost: { paid: number, settlements: Settlement[] }
+}
+
+/**
+ * One hop of the final route over the decode steps, medians: what the client waited for a step
+ * and what the host says it computed; the difference is the network and the messaging.
+ */
+export interface HopTiming { peer: string, start: number, end: number, steps: number, wall_ms: number, compute_ms: number }
+
+/** Planning failed only because every server of some blocks is temporarily banned. */
+class AllBanned extends Error {
+  constructor (message: string, readonly retryInMs: number) { super(message) }
+}
+
+/** Names the failure that led to the bans, so the user sees why the peers were dropped. */
+function withCause (err: unknown, cause: SessionFailure | undefined): unknown {
+  if (cause == null || !(err instanceof Error)) return err
+  return new Error(`${err.message} (last failure: ${cause.message})`)
+}
+
+async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted()
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+    const onAbort = (): void => { clearTimeout(t); reject(signal!.reason) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
 }
 
 /** Inputs each hop has received so far, kept so a replacement can rebuild its cache by replay. */
@@ -139,7 +168,9 @@ export class MeshClient {
     if (gaps.length > 0) throw new Error(`the mesh does not cover this model: no peer serves ${formatBlocks(gaps)} (of 0-${n - 1})`)
     const usable = entries.filter(e => !this.deps.bans.isBanned(e.peer))
     const unreachable = missingRanges(usable, n).filter(([, b]) => b >= from)
-    throw new Error(`no reachable peer serves ${formatBlocks(unreachable.length > 0 ? unreachable : [[from, n - 1]])} right now: the peers that serve them just failed; try again shortly`)
+    const banned = entries.filter(e => this.deps.bans.isBanned(e.peer)).map(e => e.peer)
+    throw new AllBanned(`no reachable peer serves ${formatBlocks(unreachable.length > 0 ? unreachable : [[from, n - 1]])} right now: the peers that serve them just failed; try again shortly`,
+      this.deps.bans.untilFirstExpiry(banned))
   }
 
   async generate (prompt: number[], opts: MeshGenerateOptions): Promise<MeshGenerateResult> {
@@ -150,7 +181,8 @@ export class MeshClient {
     const dtype = opts.dtype ?? 'f32'
     const timeoutMs = opts.stepTimeoutMs ?? 30_000
     const sampler = new Sampler(opts)
-    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0 }, failovers: 0, spotChecks: 0, cost: { paid: 0, settlements: [] } }
+    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0, hops: [] }, failovers: 0, spotChecks: 0, cost: { paid: 0, settlements: [] } }
+    const decodeSteps = new Map<HopSession, { wall: number[], compute: number[] }>()
     const paymaster = new Paymaster(this.deps.payments)
     let hops: HopSession[] = []
     let histories: History[] = []
@@ -190,12 +222,25 @@ export class MeshClient {
      * while it is being set up. `replay` rebuilds the new hops' caches.
      */
     const establish = async (from: number, replay?: History): Promise<{ route: Hop[], sessions: HopSession[], histories: History[] }> => {
+      // A link that failed once often works a moment later (a relay reservation renewing, a
+      // WebRTC upgrade in flight): wait for the ban to lapse rather than fail the request.
+      const deadline = performance.now() + (opts.setupDeadlineMs ?? 20_000)
+      let lastFailure: SessionFailure | undefined
       for (let attempt = 0; ; attempt++) {
-        const route = this.plan(from)
+        let route: Hop[]
+        try {
+          route = this.plan(from)
+        } catch (err) {
+          const wait = err instanceof AllBanned ? err.retryInMs : Infinity
+          if (performance.now() + wait > deadline) throw withCause(err, lastFailure)
+          await sleep(wait, opts.signal)
+          continue
+        }
         try {
           return { route, ...(await openChain(route, replay)) }
         } catch (err) {
-          if (!(err instanceof SessionFailure) || err.peer == null || attempt >= 4) throw err
+          if (!(err instanceof SessionFailure) || err.peer == null || attempt >= 8) throw err
+          lastFailure = err
           this.deps.bans.ban(err.peer)
         }
       }
@@ -220,7 +265,14 @@ export class MeshClient {
       for (let i = 0; i < hops.length;) {
         opts.signal?.throwIfAborted()
         try {
-          const { out } = await hops[i].step(hidden, ids.length)
+          const t = performance.now()
+          const { out, computeMs } = await hops[i].step(hidden, ids.length)
+          if (ids.length === 1) {
+            const samples = decodeSteps.get(hops[i]) ?? { wall: [], compute: [] }
+            samples.wall.push(performance.now() - t)
+            samples.compute.push(computeMs)
+            decodeSteps.set(hops[i], samples)
+          }
           if (hops[i].settleAsked) paymaster.requested(hops[i])
           if (ids.length === 1) await this.maybeSpotCheck(hops[i], histories[i], hidden, out, { maxLength, dtype, timeoutMs, paymaster }, result)
           histories[i].add(hidden, ids.length)
@@ -258,7 +310,11 @@ export class MeshClient {
       result.timings = {
         ttft_ms: Math.round(tFirst - t0),
         total_ms: Math.round(t2 - t0),
-        decode_tokens_per_s: result.tokens.length > 1 ? Math.round(((result.tokens.length - 1) / ((t2 - tFirst) / 1000)) * 10) / 10 : 0
+        decode_tokens_per_s: result.tokens.length > 1 ? Math.round(((result.tokens.length - 1) / ((t2 - tFirst) / 1000)) * 10) / 10 : 0,
+        hops: hops.flatMap(s => {
+          const d = decodeSteps.get(s)
+          return d == null ? [] : [{ peer: s.hop.peer, start: s.hop.start, end: s.hop.end, steps: d.wall.length, wall_ms: median(d.wall), compute_ms: median(d.compute) }]
+        })
       }
       return result
     } finally {

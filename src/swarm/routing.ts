@@ -80,6 +80,13 @@ export class BanList {
     return b != null && b.until > now
   }
 
+  /** How long until the first of `peers` may be tried again (0 when one is not banned). */
+  untilFirstExpiry (peers: Iterable<string>, now = Date.now()): number {
+    let soonest = Infinity
+    for (const p of peers) soonest = Math.min(soonest, Math.max(0, (this.bans.get(p)?.until ?? 0) - now))
+    return soonest === Infinity ? 0 : soonest
+  }
+
   /** A success forgives past strikes. */
   clear (peer: string): void {
     this.bans.delete(peer)

@@ -47,6 +47,17 @@ describe('routing', () => {
     bans.clear('x')
     expect(bans.isBanned('x', 1001)).toBe(false)
   })
+
+  it('says when the first of several banned peers may be tried again', () => {
+    const bans = new BanList(1000, 10_000)
+    bans.ban('x', 0)
+    bans.ban('y', 0)
+    bans.ban('y', 0)
+    expect(bans.untilFirstExpiry(['x', 'y'], 400)).toBe(600)
+    expect(bans.untilFirstExpiry(['y'], 400)).toBe(1600)
+    expect(bans.untilFirstExpiry(['x', 'free'], 400)).toBe(0)
+    expect(bans.untilFirstExpiry([], 400)).toBe(0)
+  })
 })
 
 describe('placement', () => {
