@@ -47,10 +47,28 @@ export async function connectTo (node: AgentNode, peerId: string, addrs: Multiad
 }
 
 /**
- * A link to send a small message on now: the best open connection (a relayed one will do), so
- * a direct message never waits on a WebRTC dial; a new connection only when there is none.
+ * Runs `use` over a link to an agent now: an open connection (WebRTC first, a relayed one will
+ * do) so a small message never waits on a WebRTC dial. A listed connection can die before it is
+ * used (a relayed link closing as WebRTC replaces it, a data channel failing), so each open one
+ * is tried in turn and then a freshly dialed one. An error `final` accepts ends the tries.
  */
-export async function linkTo (node: AgentNode, peerId: string, addrs: Multiaddr[]): Promise<Connection> {
+export async function overLink<T> (node: AgentNode, peerId: string, addrs: Multiaddr[], use: (conn: Connection) => Promise<T>,
+  final: (err: unknown) => boolean = () => false): Promise<T> {
   const open = node.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
-  return open.find(c => transportOf(c) === 'webrtc') ?? open[0] ?? await connectTo(node, peerId, addrs)
+  const ordered = [...open.filter(c => transportOf(c) === 'webrtc'), ...open.filter(c => transportOf(c) !== 'webrtc')]
+  const errors: string[] = []
+  for (const conn of ordered) {
+    try {
+      return await use(conn)
+    } catch (err: any) {
+      if (final(err)) throw err
+      errors.push(`${transportOf(conn)}: ${err?.message ?? err}`)
+    }
+  }
+  try {
+    return await use(await connectTo(node, peerId, addrs))
+  } catch (err: any) {
+    if (final(err) || errors.length === 0) throw err
+    throw new Error([...errors, String(err?.message ?? err)].join('; '))
+  }
 }

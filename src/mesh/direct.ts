@@ -5,6 +5,11 @@ import type { Envelope } from '../protocol/envelope.ts'
 
 export interface DirectAck { ok: boolean, reason?: string }
 
+/** The recipient got the message and said no: sending it again would not help. */
+export class DirectRefused extends Error {
+  constructor (readonly reason: string) { super(`recipient refused the message: ${reason}`) }
+}
+
 /** Sends one signed envelope to the agent at the other end of `conn` and waits for its ack. */
 export async function sendDirectEnvelope (conn: Connection, env: Envelope, timeoutMs = 10_000): Promise<void> {
   const signal = AbortSignal.timeout(timeoutMs)
@@ -13,7 +18,7 @@ export async function sendDirectEnvelope (conn: Connection, env: Envelope, timeo
   try {
     await frames.write(env, signal)
     const ack: DirectAck = await frames.readJson(signal)
-    if (ack?.ok !== true) throw new Error(`recipient refused the message: ${ack?.reason ?? 'no reason given'}`)
+    if (ack?.ok !== true) throw new DirectRefused(ack?.reason ?? 'no reason given')
   } finally {
     await stream.close().catch(() => stream.abort(new Error('direct closed')))
   }

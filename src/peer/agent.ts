@@ -8,9 +8,9 @@ import { ChatLog } from '../mesh/chat-log.ts'
 import { Emitter } from '../mesh/emitter.ts'
 import { RelayLink } from '../mesh/relay-link.ts'
 import { bestTransport } from '../mesh/connections.ts'
-import { candidateAddrs, connectTo, linkTo, shouldDial } from '../mesh/dialer.ts'
+import { candidateAddrs, connectTo, overLink, shouldDial } from '../mesh/dialer.ts'
 import { answerHello, sayHello, type HelloRefusal } from '../mesh/hello.ts'
-import { receiveDirect, sendDirectEnvelope } from '../mesh/direct.ts'
+import { DirectRefused, receiveDirect, sendDirectEnvelope } from '../mesh/direct.ts'
 import { PROTOCOLS, TOPICS } from '../mesh/topics.ts'
 import { encodeEnvelope, signEnvelope, type Envelope, type Signer } from '../protocol/envelope.ts'
 import type { AnnounceBody, Capabilities, ChatBody, LinkInfo } from '../protocol/messages.ts'
@@ -60,6 +60,7 @@ export class Agent implements AgentHandle {
   private lastPing = 0
   private announceSoonTimer?: ReturnType<typeof setTimeout>
   private readonly newPeerListeners: Array<(peerId: string) => void> = []
+  private readonly leftPeerListeners: Array<(peerId: string) => void> = []
   private readonly topics = new Map<string, { onEnvelope: (env: Envelope) => void | Promise<void>, maxBytes: number }>()
   private readonly services: AgentService[]
 
@@ -167,8 +168,18 @@ export class Agent implements AgentHandle {
     const peer = this.table.get(to)
     if (peer == null) throw new Error(`unknown agent ${to}: it has not announced itself (or has left)`)
     const env = await signEnvelope(this.signer, 'chat.direct', { text }, { to })
-    const conn = await linkTo(this.node, to, candidateAddrs(to, peer.addrs ?? [], this.relay.addrs))
-    await sendDirectEnvelope(conn, env)
+    let tries = 0
+    await overLink(this.node, to, candidateAddrs(to, peer.addrs ?? [], this.relay.addrs), async conn => {
+      try {
+        await sendDirectEnvelope(conn, env)
+      } catch (err) {
+        // The same envelope refused as a replay on a later try: an earlier one arrived, only its ack was lost.
+        if (tries > 0 && err instanceof DirectRefused && err.reason === 'replay') return
+        throw err
+      } finally {
+        tries++
+      }
+    }, err => err instanceof DirectRefused)
     this.record(env, 'direct')
   }
 
@@ -206,6 +217,7 @@ export class Agent implements AgentHandle {
     if (env.type === 'agent.announce') this.applyAnnounce(env as Envelope<AnnounceBody>)
     else if (env.type === 'agent.leave') {
       if (this.table.remove(env.from)) this.changed()
+      for (const l of this.leftPeerListeners) l(env.from)
     } else this.inbox.reject('unknown-type', `${env.type} does not belong on the announce topic`, env.from)
   }
 
@@ -220,8 +232,9 @@ export class Agent implements AgentHandle {
   }
 
   private async onDirectBytes (bytes: Uint8Array, remote: string): Promise<string | undefined> {
-    const env = await this.inbox.accept(bytes, { transportFrom: remote, senderMustMatch: true })
-    if (env == null) return 'rejected'
+    const d = await this.inbox.admit(bytes, { transportFrom: remote, senderMustMatch: true })
+    if (!d.ok) return d.reason
+    const env = d.env
     if (env.type !== 'chat.direct') {
       this.inbox.reject('unknown-type', `${env.type} sent on the direct-message protocol`, remote)
       return 'unknown-type'
@@ -366,7 +379,8 @@ export class Agent implements AgentHandle {
       changed: () => { this.changed() },
       every: (ms, run) => { this.jobs.push({ everyMs: ms, due: Date.now() + ms, run }) },
       rtt: peerId => this.rtts.get(peerId),
-      onNewPeer: listener => { this.newPeerListeners.push(listener) }
+      onNewPeer: listener => { this.newPeerListeners.push(listener) },
+      onPeerLeft: listener => { this.leftPeerListeners.push(listener) }
     }
   }
 

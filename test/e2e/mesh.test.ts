@@ -117,7 +117,8 @@ describe('the mesh: relay, three browsers, one headless peer', () => {
     await waitFor('browser 1 to get the direct message', async () =>
       (await messages(pages[1])).some(m => m.kind === 'direct' && m.text.includes('a secret for browser 1') && m.from === ids[0]))
     const nodeId = (await peer.get('/v1/mesh/self')).id
-    expect((await peer.post('/v1/tavern/messages', { text: 'a secret for browser 2', to: ids[2] })).status).toBe(201)
+    const sent = await peer.post('/v1/tavern/messages', { text: 'a secret for browser 2', to: ids[2] })
+    expect(sent.status, JSON.stringify(sent.body)).toBe(201)
     await waitFor('browser 2 to get the node peer\'s direct message', async () =>
       (await messages(pages[2])).some(m => m.kind === 'direct' && m.text.includes('a secret for browser 2') && m.from === nodeId))
     // Give any misrouted copy time to show up before checking that none did.
