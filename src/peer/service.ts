@@ -36,6 +36,8 @@ export interface AgentContext {
   every: (ms: number, run: () => void | Promise<void>) => void
   /** Called when an agent appears in the peer table, so services can greet it with their state. */
   onNewPeer: (listener: (peerId: string) => void) => void
+  /** Called when an agent says goodbye (not when its announce merely lapses: that may be a gossip hiccup). */
+  onPeerLeft: (listener: (peerId: string) => void) => void
   /** Last measured round-trip time to a peer, ms. */
   rtt: (peerId: string) => number | undefined
 }

@@ -108,6 +108,8 @@ export class SwarmService implements AgentService {
       clearTimeout(this.announceSoon)
       this.announceSoon = setTimeout(() => { void this.announce() }, 300)
     })
+    // A host that says goodbye is routed around at once, not tried until its shard announce lapses.
+    ctx.onPeerLeft(peer => { if (this.table.removePeer(peer)) ctx.changed() })
     ctx.every(REBALANCE_EVERY_MS, async () => { await this.rebalance() })
   }
 

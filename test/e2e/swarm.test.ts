@@ -157,8 +157,8 @@ describe('distributed inference: Chromium (WebGPU) and Node peers host ranges of
     expect(long.status).toBe(400)
     expect(long.body.error).toMatch(/context of 512/)
     await tail.stop()
-    // Until its announce expires the stopped host is tried and banned ("no reachable peer … right
-    // now"); then the mesh knows block 4 is simply not served.
+    // The stopped host says goodbye, so the client soon knows block 4 is simply not served (had
+    // the goodbye been lost, the host would be tried and banned until its announce lapsed).
     const missing = await waitFor('block 4 to be reported missing', async () => {
       const r = await client.post('/v1/completions', { model: 'stories260K.gguf', prompt: 'hi', max_tokens: 4 })
       expect(r.status).toBe(503)
