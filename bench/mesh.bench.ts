@@ -3,7 +3,7 @@
 import { startRelay } from '../test/helpers/relay.ts'
 import { launchChromium, newAgentContext } from '../test/helpers/browser.ts'
 import { startPeerProcess } from '../test/helpers/peer-process.ts'
-import { median, quantile } from './stats.ts'
+import { median, quantile } from '../src/stats.ts'
 
 const LOADS = 7
 const MESSAGES = 10

@@ -13,7 +13,7 @@ import { loadRuntime } from '../src/engine/ort.ts'
 import { LocalPipeline } from '../src/engine/pipeline.ts'
 import { startRelay, MODELS_DIR } from '../test/helpers/relay.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../test/helpers/peer-process.ts'
-import { median } from './stats.ts'
+import { median } from '../src/stats.ts'
 
 /** ~27M parameters: big enough that compute, not messaging, dominates a step. */
 const CONFIG: LlamaConfig = {
@@ -37,7 +37,7 @@ async function single (path: string): Promise<number> {
   return median(speeds)
 }
 
-async function mesh (path: string, relayUrl: string, peers: number): Promise<{ tps: number, hops: number }> {
+async function mesh (path: string, relayUrl: string, peers: number): Promise<{ tps: number, hops: number, hopTimings: unknown }> {
   const per = CONFIG.nLayers / peers
   const hosts: PeerProcess[] = []
   let client: PeerProcess | undefined
@@ -53,13 +53,15 @@ async function mesh (path: string, relayUrl: string, peers: number): Promise<{ t
     }, 60_000, 300)
     const speeds: number[] = []
     let hops = 0
+    let hopTimings: unknown
     for (let r = 0; r <= RUNS; r++) {
       const res = await c.post('/v1/completions', { model: 'bench.gguf', prompt: PROMPT, max_tokens: DECODE, temperature: 0 })
       if (res.status !== 201) throw new Error(`generation failed: ${JSON.stringify(res.body)}`)
       hops = res.body.clawnet.routes.at(-1).hops.length
+      hopTimings = res.body.clawnet.timings.hops
       if (r > 0) speeds.push(res.body.clawnet.timings.decode_tokens_per_s)
     }
-    return { tps: median(speeds), hops }
+    return { tps: median(speeds), hops, hopTimings }
   } finally {
     await client?.stop()
     for (const h of hosts) await h.stop()
@@ -76,13 +78,15 @@ export async function run (): Promise<Record<string, unknown>> {
     const base = await single(path)
     const chains: Record<string, unknown> = {}
     for (const peers of [1, 2, 4]) {
-      const { tps, hops } = await mesh(path, relay.url, peers)
+      const { tps, hops, hopTimings } = await mesh(path, relay.url, peers)
       chains[`${peers}_peer${peers > 1 ? 's' : ''}`] = {
         decode_tokens_per_s: tps,
         hops,
         ratio_to_single_engine: Math.round((tps / base) * 1000) / 1000,
         added_ms_per_token: Math.round((1000 / tps - 1000 / base) * 100) / 100,
-        added_ms_per_hop: Math.round(((1000 / tps - 1000 / base) / hops) * 100) / 100
+        added_ms_per_hop: Math.round(((1000 / tps - 1000 / base) / hops) * 100) / 100,
+        // Last run, per hop: the client's wait per decode step against the host's compute.
+        hop_timings: hopTimings
       }
       console.error(`${peers} peer(s): ${tps} tok/s (single engine ${base})`)
     }

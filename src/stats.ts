@@ -1,4 +1,4 @@
-/** Order statistics for benchmark samples; medians because these machines are noisy. */
+/** Order statistics for timing samples (benchmarks, per-hop timings); medians because these machines are noisy. */
 export function quantile (xs: number[], q: number): number {
   if (xs.length === 0) return Number.NaN
   const s = [...xs].sort((a, b) => a - b)
