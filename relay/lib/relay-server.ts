@@ -22,6 +22,7 @@ import { MAX_GOSSIP_BYTES } from '../../src/ledger/sync.ts'
 import '../../src/swarm/messages.ts'
 import '../../src/peer/services/ledger-service.ts'
 import { serveFile } from './static.ts'
+import { modelManifests } from './model-manifests.ts'
 
 export interface RelayOptions {
   host?: string
@@ -56,6 +57,7 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
   const host = opts.host ?? '127.0.0.1'
   const appDir = opts.appDir != null ? resolve(opts.appDir) : undefined
   const modelsDir = opts.modelsDir != null ? resolve(opts.modelsDir) : undefined
+  const manifests = modelsDir != null ? modelManifests(modelsDir) : undefined
   const privateKey = await loadRelayKey(resolve(opts.dataDir ?? '.data/relay'))
 
   const http = createServer()
@@ -138,7 +140,9 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
         return
       }
       if (modelsDir != null && path.startsWith('/models/')) {
-        if (await serveFile(req, res, modelsDir, path.slice('/models'.length))) return
+        const sub = path.slice('/models'.length)
+        if (await serveFile(req, res, modelsDir, sub)) return
+        if (manifests != null && await manifests(req, res, sub)) return
       } else if (appDir != null && existsSync(appDir)) {
         if (await serveFile(req, res, appDir, path, true)) return
       } else if (path === '/') {

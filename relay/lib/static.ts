@@ -20,7 +20,7 @@ const TYPES: Record<string, string> = {
 }
 
 /** Resolves a URL path inside `root`, refusing anything that would climb out of it. */
-function inside (root: string, urlPath: string): string | undefined {
+export function inside (root: string, urlPath: string): string | undefined {
   let decoded: string
   try { decoded = decodeURIComponent(urlPath) } catch { return undefined }
   const full = normalize(join(root, decoded))

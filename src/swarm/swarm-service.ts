@@ -96,7 +96,7 @@ export class SwarmService implements AgentService {
       this.ctx?.changed()
     })
     await ctx.handle(WEIGHTS_PROTOCOL, async stream => {
-      await serveWeights(stream, model => this.model?.manifest === model ? this.model.opened.model.source : undefined)
+      await serveWeights(stream, model => this.model?.manifest === model ? { source: this.model.opened.model.source, manifest: this.model.full } : undefined)
     })
     ctx.every(ANNOUNCE_EVERY_MS, async () => {
       if (this.table.expire()) ctx.changed()

@@ -14,6 +14,18 @@ export function blockRange (start: number, end: number): string {
 }
 
 /** "blocks 3-4 are not served by anyone yet", naming every gap. */
+const PHASES: Record<string, string> = {
+  header: 'Reading the model header',
+  manifest: 'Hashing the whole model (no manifest is published beside it)',
+  verify: 'Checking the weights against the model manifest',
+  blocks: 'Loading blocks'
+}
+
+/** What a hosting agent is doing while it loads, in words. */
+export function phaseLabel (phase: string): string {
+  return PHASES[phase] ?? phase
+}
+
 export function missingText (missing: Array<[number, number]>): string {
   const single = missing.length === 1 && missing[0][0] === missing[0][1]
   return `${formatBlocks(missing)} ${single ? 'is' : 'are'} not served by anyone yet`
