@@ -221,11 +221,12 @@ export class MeshClient {
      * Routes and opens a chain from block `from`, banning and re-routing around peers that fail
      * while it is being set up. `replay` rebuilds the new hops' caches.
      */
-    const establish = async (from: number, replay?: History): Promise<{ route: Hop[], sessions: HopSession[], histories: History[] }> => {
+    const establish = async (from: number, replay?: History): Promise<{ route: Hop[], sessions: HopSession[], histories: History[], failures: string[] }> => {
       // A link that failed once often works a moment later (a relay reservation renewing, a
       // WebRTC upgrade in flight): wait for the ban to lapse rather than fail the request.
       const deadline = performance.now() + (opts.setupDeadlineMs ?? 20_000)
       let lastFailure: SessionFailure | undefined
+      const failures: string[] = []
       for (let attempt = 0; ; attempt++) {
         let route: Hop[]
         try {
@@ -237,10 +238,11 @@ export class MeshClient {
           continue
         }
         try {
-          return { route, ...(await openChain(route, replay)) }
+          return { route, ...(await openChain(route, replay)), failures }
         } catch (err) {
           if (!(err instanceof SessionFailure) || err.peer == null || attempt >= 8) throw err
           lastFailure = err
+          failures.push(err.message)
           this.deps.bans.ban(err.peer)
         }
       }
@@ -291,8 +293,10 @@ export class MeshClient {
     const opened = await establish(0)
     hops = opened.sessions
     histories = opened.histories
-    result.routes.push({ hops: opened.route, reason: 'initial' })
-    opts.onRoute?.(opened.route, 'initial')
+    // Peers that failed while the chain was set up are part of why this route was chosen.
+    const initial = opened.failures.length > 0 ? `initial, after: ${opened.failures.join('; ')}` : 'initial'
+    result.routes.push({ hops: opened.route, reason: initial })
+    opts.onRoute?.(opened.route, initial)
     try {
       let logits = await forward(prompt)
       const history = [...prompt]
