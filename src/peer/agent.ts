@@ -111,7 +111,13 @@ export class Agent implements AgentHandle {
     }, { runOnLimitedConnection: true })
     node.addEventListener('connection:open', evt => {
       const conn = evt.detail
-      if (conn.direction === 'outbound' && !this.relay.relayIds().includes(conn.remotePeer.toString())) void this.hello(conn)
+      const remote = conn.remotePeer.toString()
+      if (!this.relay.relayIds().includes(remote)) {
+        if (conn.direction === 'outbound') void this.hello(conn)
+        // Routing treats a peer without a measured RTT as far away: measure a new link now,
+        // not at the next round of pings.
+        void this.measureRtt(remote).then(() => { this.refreshLinks() })
+      }
       this.refreshLinks()
     })
     node.addEventListener('connection:close', () => { this.refreshLinks() })
@@ -321,16 +327,19 @@ export class Agent implements AgentHandle {
     if (changed) this.changed()
   }
 
+  private async measureRtt (id: string): Promise<void> {
+    try {
+      const ms = await this.node.services.ping.ping(peerIdFromString(id), { signal: AbortSignal.timeout(3000), runOnLimitedConnection: true } as any)
+      this.rtts.set(id, Math.round(ms * 10) / 10)
+    } catch {
+      this.rtts.delete(id)
+    }
+  }
+
   private async measureRtts (): Promise<void> {
-    await Promise.all(this.table.ids().map(async id => {
-      if (bestTransport(this.node.getConnections(peerIdFromString(id))) === 'none') return
-      try {
-        const ms = await this.node.services.ping.ping(peerIdFromString(id), { signal: AbortSignal.timeout(3000), runOnLimitedConnection: true } as any)
-        this.rtts.set(id, Math.round(ms * 10) / 10)
-      } catch {
-        this.rtts.delete(id)
-      }
-    }))
+    await Promise.all(this.table.ids()
+      .filter(id => bestTransport(this.node.getConnections(peerIdFromString(id))) !== 'none')
+      .map(async id => { await this.measureRtt(id) }))
     this.refreshLinks()
   }
 
