@@ -51,6 +51,8 @@ export interface MeshGenerateResult {
   timings: { ttft_ms: number, total_ms: number, decode_tokens_per_s: number, hops: HopTiming[] }
   failovers: number
   spotChecks: number
+  /** Steps chosen for a spot check that no second host could check (none serves the range, or none answered). */
+  spotChecksSkipped: number
   /** What this generation paid its hosts (micro-credits, fees included), payment by payment. */
   cost: { paid: number, settlements: Settlement[] }
 }
@@ -181,7 +183,7 @@ export class MeshClient {
     const dtype = opts.dtype ?? 'f32'
     const timeoutMs = opts.stepTimeoutMs ?? 30_000
     const sampler = new Sampler(opts)
-    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0, hops: [] }, failovers: 0, spotChecks: 0, cost: { paid: 0, settlements: [] } }
+    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0, hops: [] }, failovers: 0, spotChecks: 0, spotChecksSkipped: 0, cost: { paid: 0, settlements: [] } }
     const decodeSteps = new Map<HopSession, { wall: number[], compute: number[] }>()
     const paymaster = new Paymaster(this.deps.payments)
     let hops: HopSession[] = []
@@ -337,8 +339,6 @@ export class MeshClient {
     const rate = this.deps.spotCheckRate ?? 0
     if (rate <= 0 || (this.deps.random ?? Math.random)() >= rate) return
     const hop = session.hop
-    const other = this.deps.shards().find(e => e.start === hop.start && e.end === hop.end && e.peer !== hop.peer && !this.deps.bans.isBanned(e.peer))
-    if (other == null) return
     const dim = this.ends.config.dim
     const past = history.all()
     const all = new Float32Array(past.length + input.length)
@@ -346,16 +346,26 @@ export class MeshClient {
     all.set(input, past.length)
     const tokens = history.tokens + 1
     let ref: Float32Array | undefined
-    let checker: HopSession | undefined
-    try {
-      checker = await HopSession.open(await this.deps.connect(other.peer), { ...hop, peer: other.peer }, this.model, o.maxLength, { dtype: o.dtype, dim, timeoutMs: o.timeoutMs, payments: this.deps.payments })
-      o.paymaster.track(checker)
-      ref = (await checker.step(all, tokens)).out.subarray((tokens - 1) * dim)
-    } catch {
-      // The checker failing says nothing about the checked peer.
+    let other: ShardEntry | undefined
+    // A checker that cannot be reached says nothing about the checked peer, but is banned for a
+    // while like any failing peer, so a stale shard entry does not keep every check from running.
+    for (let attempt = 0; attempt < 2 && ref == null; attempt++) {
+      other = this.deps.shards().find(e => e.start === hop.start && e.end === hop.end && e.peer !== hop.peer && !this.deps.bans.isBanned(e.peer))
+      if (other == null) break
+      let checker: HopSession | undefined
+      try {
+        checker = await HopSession.open(await this.deps.connect(other.peer), { ...hop, peer: other.peer }, this.model, o.maxLength, { dtype: o.dtype, dim, timeoutMs: o.timeoutMs, payments: this.deps.payments })
+        o.paymaster.track(checker)
+        ref = (await checker.step(all, tokens)).out.subarray((tokens - 1) * dim)
+      } catch {
+        this.deps.bans.ban(other.peer)
+      } finally {
+        void checker?.close()
+      }
+    }
+    if (ref == null || other == null) {
+      result.spotChecksSkipped++
       return
-    } finally {
-      void checker?.close()
     }
     result.spotChecks++
     const cmp = compareOutputs(out, ref)
