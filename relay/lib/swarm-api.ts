@@ -101,6 +101,7 @@ function finishReason (r: { tokens: number[] }, maxTokens: number): 'length' | '
 function extension (r: Awaited<ReturnType<SwarmService['generate']>>): Record<string, unknown> {
   return {
     prompt_tokens: r.promptTokens, tokens: r.tokens, routes: r.routes, failovers: r.failovers, timings: r.timings,
+    spot_checks: { done: r.spotChecks, skipped: r.spotChecksSkipped },
     credits_paid: toCredits(r.cost.paid),
     payments: r.cost.settlements.map(s => ({ ...s, amount: toCredits(s.amount), fee: toCredits(s.fee) }))
   }
@@ -119,6 +120,17 @@ export function swarmRoutes (agent: AgentHandle): Route[] {
         // In credits, as everywhere in the API.
         return view.credits == null ? view : { ...view, credits: { earned: toCredits(view.credits.earned), spent: toCredits(view.credits.spent), byPeer: Object.fromEntries(Object.entries(view.credits.byPeer).map(([id, c]) => [id, { earned: toCredits(c.earned), spent: toCredits(c.spent) }])) } }
       }
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/mesh\/shards$/,
+      // Every live shard announce this agent knows, as routing sees them.
+      handle: () => swarmOf(agent).view().models.flatMap(m => m.servers)
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/mesh\/sessions$/,
+      handle: () => swarmOf(agent).view().sessions
     },
     {
       method: 'POST',

@@ -9,6 +9,7 @@ import { BanList, type Hop } from './routing.ts'
 import { chooseRange, shouldMove } from './placement.ts'
 import { MeshClient, type MeshGenerateOptions, type MeshGenerateResult, type LocalEnds } from './client.ts'
 import { Standing } from './verify.ts'
+import { ClientSessions, type ClientSessionView } from './client-sessions.ts'
 import { encodeChat, type ChatMessage } from '../model/chat-template.ts'
 import { blocksThatFit, loadEnds, loadRange, openForSwarm, type LoadedModel, type ModelLocation, type Progress } from './hosting.ts'
 import { openPeerSource, serveWeights } from './weights.ts'
@@ -52,6 +53,8 @@ export interface SwarmView {
   /** Trust from ratings and evidence for every host in the shard table (1 when unknown). */
   trust: Record<string, number>
   lastRoute?: { model: string, hops: Hop[], reason: string }
+  /** Generations this agent runs as a client: running, and the last few finished. */
+  sessions: ClientSessionView[]
   /** Credits earned by hosting and paid for generations (absent when inference is free). */
   credits?: WorkCredits
 }
@@ -72,7 +75,7 @@ export class SwarmService implements AgentService {
   private pinned = false
   private loading?: SwarmView['loading']
   private readonly evidence: SwarmView['evidence'] = []
-  private lastRoute?: SwarmView['lastRoute']
+  private readonly sessions = new ClientSessions()
   private announceSoon?: ReturnType<typeof setTimeout>
   private readonly clients = new Map<string, Promise<{ model: LoadedModel, ends: LocalEnds }>>()
 
@@ -283,12 +286,22 @@ export class SwarmService implements AgentService {
     }, ends, model)
     const decoder = tokenizer.decoder()
     let text = ''
-    const result = await client.generate(promptTokens, {
-      ...opts,
-      stopTokens: opts.stopAtEos === false ? undefined : tokenizer.stopTokens,
-      onToken: id => { text += decoder.push(id); opts.onToken?.(id) },
-      onRoute: (hops, reason) => { this.lastRoute = { model, hops, reason }; ctx.changed(); opts.onRoute?.(hops, reason) }
-    })
+    const session = this.sessions.begin(model, m.opened.summary.name)
+    let result: MeshGenerateResult
+    try {
+      result = await client.generate(promptTokens, {
+        ...opts,
+        stopTokens: opts.stopAtEos === false ? undefined : tokenizer.stopTokens,
+        onToken: id => { session.tokens++; text += decoder.push(id); opts.onToken?.(id) },
+        onRoute: (hops, reason) => { this.sessions.routed(session, hops, reason); ctx.changed(); opts.onRoute?.(hops, reason) }
+      })
+    } catch (err: any) {
+      this.sessions.finish(session, opts.signal?.aborted === true ? 'stopped' : 'failed', String(err?.message ?? err))
+      ctx.changed()
+      throw err
+    }
+    this.sessions.finish(session, 'done')
+    ctx.changed()
     text += decoder.flush()
     return { ...result, promptTokens, text }
   }
@@ -330,6 +343,12 @@ export class SwarmService implements AgentService {
     return { model: h.model, name: h.name, start: h.range.first, end: h.range.last, pinned: this.pinned, stats: this.server.stats() }
   }
 
+  /** The route of the newest generation that has one. */
+  private lastRoute (): SwarmView['lastRoute'] {
+    const s = this.sessions.list().find(x => x.route.length > 0)
+    return s != null ? { model: s.model, hops: s.route, reason: s.reason } : undefined
+  }
+
   view (): SwarmView {
     return {
       models: this.table.models().map(m => {
@@ -341,7 +360,8 @@ export class SwarmService implements AgentService {
       evidence: this.evidence.slice(),
       standing: this.standing.all(),
       trust: Object.fromEntries(this.table.all().map(e => [e.peer, this.opts.reputation?.trust(e.peer) ?? 1])),
-      lastRoute: this.lastRoute,
+      lastRoute: this.lastRoute(),
+      sessions: this.sessions.list(),
       credits: this.opts.payments?.credits()
     }
   }

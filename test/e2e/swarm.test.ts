@@ -58,7 +58,7 @@ describe('distributed inference: Chromium (WebGPU) and Node peers host ranges of
     browser = await launchChromium()
     hosts.a = await hostInPage('a', [0, 1])
     hosts.b = await hostInPage('b', [2, 3])
-    tail = await startPeerProcess(relay.url, 'tail-host', ['--host-model', MODEL_FILE, '--layers', '4-4'])
+    tail = await startPeerProcess(relay.url, 'tail-host', ['--model', MODEL_FILE, '--layers', '4-4'])
     client = await startPeerProcess(relay.url, 'client')
     const view = await waitFor('the client to see blocks 0-4 covered', async () => {
       const v = await client.get('/v1/swarm')
@@ -81,6 +81,7 @@ describe('distributed inference: Chromium (WebGPU) and Node peers host ranges of
   })
 
   it('a fourth agent generates greedy through the mesh and gets exactly the reference tokens', async () => {
+    const tailId = (await tail.get('/v1/mesh/self')).id
     for (const ref of [once, lily]) {
       const res = await client.post('/v1/completions', { model: 'stories260K.gguf', prompt: ref.prompt, max_tokens: 64, temperature: 0 })
       expect(res.status, JSON.stringify(res.body)).toBe(201)
@@ -88,9 +89,14 @@ describe('distributed inference: Chromium (WebGPU) and Node peers host ranges of
       expect(res.body.clawnet.tokens).toEqual(ref.generated_tokens)
       expect(res.body.choices[0].text).toBe(ref.text)
       const hops = res.body.clawnet.routes[0].hops.map((h: any) => [h.peer, h.start, h.end])
-      const tailId = (await tail.get('/v1/mesh/self')).id
       expect(hops).toEqual([[hosts.a.id, 0, 1], [hosts.b.id, 2, 3], [tailId, 4, 4]])
     }
+    // Scripts see what the UI shows: the shard table, and each generation with its route.
+    const shards = await client.get('/v1/mesh/shards')
+    expect(shards.map((e: any) => [e.peer, e.start, e.end, e.model]).sort()).toEqual([[hosts.a.id, 0, 1, model], [hosts.b.id, 2, 3, model], [tailId, 4, 4, model]].sort())
+    const sessions = await client.get('/v1/mesh/sessions')
+    expect(sessions.slice(0, 2).map((s: any) => [s.status, s.name, s.tokens, s.route.map((h: any) => [h.peer, h.start, h.end])])).toEqual([lily, once].map(ref =>
+      ['done', 'stories260K.gguf', ref.generated_tokens.length, [[hosts.a.id, 0, 1], [hosts.b.id, 2, 3], [tailId, 4, 4]]]))
   })
 
   it('survives a host vanishing mid-generation: identical tokens, and the route changes', async () => {
