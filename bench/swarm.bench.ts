@@ -45,7 +45,7 @@ async function mesh (path: string, relayUrl: string, peers: number): Promise<{ t
   let client: PeerProcess | undefined
   try {
     for (let i = 0; i < peers; i++) {
-      hosts.push(await startPeerProcess(relayUrl, `host-${i}`, ['--host-model', path, '--layers', `${i * per}-${(i + 1) * per - 1}`, '--memory-mb', '4096'], { startTimeoutMs: 180_000 }))
+      hosts.push(await startPeerProcess(relayUrl, `host-${i}`, ['--model', path, '--layers', `${i * per}-${(i + 1) * per - 1}`, '--memory-mb', '4096'], { startTimeoutMs: 180_000 }))
     }
     client = await startPeerProcess(relayUrl, 'bench-client')
     const c = client

@@ -33,12 +33,13 @@ Runs a headless agent that joins the mesh through the relay.
              "host": "<model to contribute blocks of, where the mesh is thinnest>"}
   --log      append the research log (announces, messages, tasks, sessions, credits,
              autonomous actions) to FILE as NDJSON, one event per line
-  --host-model  host blocks of this model (GGUF or llama2.c file, or URL) for the mesh;
+  --model    host blocks of this model (GGUF or llama2.c file, or URL) for the mesh;
              the range is chosen where the mesh is thinnest unless --layers pins it
   --layers   pin the hosted blocks, A-B (0-based, inclusive)
   --memory-mb  memory lent to hosting: weights and KV caches (default 2048)
   --spot-check  probability that a step this agent requests is re-run on a second peer (default 0)
-             With --api also: GET /v1/swarm, POST /v1/swarm/host {"model", "layers"?},
+             With --api also: GET /v1/swarm, GET /v1/mesh/shards, GET /v1/mesh/sessions,
+             POST /v1/swarm/host {"model", "layers"?},
              and the OpenAI-compatible GET /v1/models, POST /v1/completions, /v1/chat/completions
   --no-stun  use no public STUN servers for WebRTC (LAN and tests)`
 
@@ -55,7 +56,7 @@ export async function run (argv: string[]): Promise<number> {
       announce: { type: 'string' },
       autonomy: { type: 'string' },
       log: { type: 'string' },
-      'host-model': { type: 'string' },
+      model: { type: 'string' },
       layers: { type: 'string' },
       'memory-mb': { type: 'string', default: '2048' },
       'spot-check': { type: 'string', default: '0' },
@@ -101,8 +102,8 @@ export async function run (argv: string[]): Promise<number> {
   }
   const self = agent.snapshot().self
   console.log(`ClawNet agent ${self.name} ${self.id}`)
-  if (values['host-model'] != null) {
-    const hosting = await agent.service<SwarmService>('swarm')!.host(values['host-model'], { layers })
+  if (values.model != null) {
+    const hosting = await agent.service<SwarmService>('swarm')!.host(values.model, { layers })
     console.log(`  hosting blocks ${hosting.start}-${hosting.end} of ${hosting.name} (${hosting.model.slice(0, 12)}…)`)
   }
   const server = api != null ? await serveJson([...meshRoutes(agent), ...ledgerRoutes(agent), ...autonomyRoutes(agent), ...swarmRoutes(agent)], api.host, api.port) : undefined

@@ -25,7 +25,7 @@ describe('chat view: a browser agent chats with stories260K served by two Node h
 
   beforeAll(async () => {
     relay = await startRelay({ modelsDir: MODELS_DIR })
-    hosts.push(await startPeerProcess(relay.url, 'host-a', ['--host-model', MODEL_FILE, '--layers', '0-1']))
+    hosts.push(await startPeerProcess(relay.url, 'host-a', ['--model', MODEL_FILE, '--layers', '0-1']))
     browser = await launchChromium()
     page = await (await newAgentContext(browser, relay.url.replace(/\/$/, ''))).newPage()
     errors = collectErrors(page)
@@ -45,7 +45,7 @@ describe('chat view: a browser agent chats with stories260K served by two Node h
     await page.getByTestId('chat-input').fill('Once upon a time')
     expect(await page.getByTestId('chat-send').isDisabled()).toBe(true)
 
-    hosts.push(await startPeerProcess(relay.url, 'host-b', ['--host-model', MODEL_FILE, '--layers', '2-4']))
+    hosts.push(await startPeerProcess(relay.url, 'host-b', ['--model', MODEL_FILE, '--layers', '2-4']))
     await missing.waitFor({ state: 'detached', timeout: 120_000 })
     expect(await page.getByTestId('chat-send').isDisabled()).toBe(false)
   }, 300_000)

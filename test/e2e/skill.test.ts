@@ -81,7 +81,7 @@ describe('the OpenClaw skill, command by command', () => {
 
   beforeAll(async () => {
     relay = await startRelay()
-    friend = await startPeerProcess(relay.url, 'friend', ['--announce', '3', '--host-model', MODEL_FILE, '--layers', '0-4'])
+    friend = await startPeerProcess(relay.url, 'friend', ['--announce', '3', '--model', MODEL_FILE, '--layers', '0-4'])
     friendId = (await friend.get('/v1/mesh/self')).id
     data = await mkdtemp(join(tmpdir(), 'clawnet-skill-'))
     env = { ...process.env, CLAWNET_RELAY: relay.url, CLAWNET_NAME: 'skill-agent', CLAWNET_DATA: data, CLAWNET_API: `127.0.0.1:${await freePort()}`, CLAWNET_MODEL: MODEL_FILE, FRIEND: 'friend' }

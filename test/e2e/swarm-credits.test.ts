@@ -31,8 +31,8 @@ describe('inference over the mesh is paid through the ledger', () => {
 
   beforeAll(async () => {
     relay = await startRelay({ modelsDir: MODELS_DIR })
-    head = await startPeerProcess(relay.url, 'head-host', ['--host-model', MODEL_FILE, '--layers', '0-1'])
-    tail = await startPeerProcess(relay.url, 'tail-host', ['--host-model', MODEL_FILE, '--layers', '2-4'])
+    head = await startPeerProcess(relay.url, 'head-host', ['--model', MODEL_FILE, '--layers', '0-1'])
+    tail = await startPeerProcess(relay.url, 'tail-host', ['--model', MODEL_FILE, '--layers', '2-4'])
     client = await startPeerProcess(relay.url, 'client')
     for (const [name, p] of Object.entries({ head, tail, client })) ids[name] = (await p.get('/v1/mesh/self')).id
     await waitFor('the client to see blocks 0-4 covered', async () => {
