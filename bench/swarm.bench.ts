@@ -15,6 +15,7 @@ import { LocalPipeline } from '../src/engine/pipeline.ts'
 import { startRelay, MODELS_DIR } from '../test/helpers/relay.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../test/helpers/peer-process.ts'
 import { median } from '../src/stats.ts'
+import type { HopTiming } from '../src/swarm/client.ts'
 
 /** ~27M parameters: big enough that compute, not messaging, dominates a step. */
 const CONFIG: LlamaConfig = {
@@ -39,7 +40,7 @@ async function single (path: string): Promise<number> {
   return median(speeds)
 }
 
-async function mesh (path: string, relayUrl: string, peers: number): Promise<{ tps: number, hops: number, hopTimings: unknown, concurrentTps: number }> {
+async function mesh (path: string, relayUrl: string, peers: number): Promise<{ tps: number, hops: number, hopTimings: HopTiming[], concurrentTps: number }> {
   const per = CONFIG.nLayers / peers
   const hosts: PeerProcess[] = []
   let client: PeerProcess | undefined
@@ -55,7 +56,7 @@ async function mesh (path: string, relayUrl: string, peers: number): Promise<{ t
     }, 60_000, 300)
     const speeds: number[] = []
     let hops = 0
-    let hopTimings: unknown
+    let hopTimings: HopTiming[] = []
     for (let r = 0; r <= RUNS; r++) {
       const res = await c.post('/v1/completions', { model: 'bench.gguf', prompt: PROMPT, max_tokens: DECODE, temperature: 0 })
       if (res.status !== 201) throw new Error(`generation failed: ${JSON.stringify(res.body)}`)
@@ -99,8 +100,10 @@ export async function run (): Promise<Record<string, unknown>> {
         added_ms_per_token: Math.round((1000 / tps - 1000 / base) * 100) / 100,
         added_ms_per_hop: Math.round(((1000 / tps - 1000 / base) / hops) * 100) / 100,
         [`tokens_per_s_with_${CONCURRENT}_concurrent_generations`]: concurrentTps,
-        // Last run, per hop: the client's wait per decode step against the host's compute.
-        hop_timings: hopTimings
+        // Last run, per hop: the client's wait per decode step against the host's compute; and
+        // what a token costs beyond the hops' median waits (the client's own work, and tails).
+        hop_timings: hopTimings,
+        ms_per_token_outside_hop_medians: Math.round((1000 / tps - hopTimings.reduce((n, h) => n + h.wall_ms, 0)) * 100) / 100
       }
       console.error(`${peers} peer(s): ${tps} tok/s (single engine ${base}); ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations`)
     }

@@ -10,7 +10,7 @@ import type { WireDType } from './tensor-codec.ts'
 import { compareOutputs, digest, type Standing } from './verify.ts'
 import type { SpotCheckEvidence } from './messages.ts'
 import type { ClientPayments, Settlement } from './payments.ts'
-import { median } from '../stats.ts'
+import { median, quantile } from '../stats.ts'
 
 export interface ClientDeps {
   connect: (peer: string) => Promise<Connection>
@@ -58,10 +58,11 @@ export interface MeshGenerateResult {
 }
 
 /**
- * One hop of the final route over the decode steps, medians: what the client waited for a step
- * and what the host says it computed; the difference is the network and the messaging.
+ * One hop of the final route over the decode steps: what the client waited for a step (median
+ * and 90th percentile) and what the host says it computed (median); the difference is the
+ * network and the messaging.
  */
-export interface HopTiming { peer: string, start: number, end: number, steps: number, wall_ms: number, compute_ms: number }
+export interface HopTiming { peer: string, start: number, end: number, steps: number, wall_ms: number, p90_wall_ms: number, compute_ms: number }
 
 /** Planning failed only because every server of some blocks is temporarily banned. */
 class AllBanned extends Error {
@@ -319,7 +320,7 @@ export class MeshClient {
         decode_tokens_per_s: result.tokens.length > 1 ? Math.round(((result.tokens.length - 1) / ((t2 - tFirst) / 1000)) * 10) / 10 : 0,
         hops: hops.flatMap(s => {
           const d = decodeSteps.get(s)
-          return d == null ? [] : [{ peer: s.hop.peer, start: s.hop.start, end: s.hop.end, steps: d.wall.length, wall_ms: median(d.wall), compute_ms: median(d.compute) }]
+          return d == null ? [] : [{ peer: s.hop.peer, start: s.hop.start, end: s.hop.end, steps: d.wall.length, wall_ms: median(d.wall), p90_wall_ms: quantile(d.wall, 0.9), compute_ms: median(d.compute) }]
         })
       }
       return result
