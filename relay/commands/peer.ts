@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { WIRE_DTYPES, type WireDType } from '../../src/swarm/tensor-codec.ts'
 import { startAgent } from '../../src/peer/start.ts'
 import { resolveRelay } from '../../src/peer/relay-address.ts'
 import { DEFAULT_ICE_SERVERS } from '../../src/mesh/node.ts'
@@ -38,6 +39,8 @@ Runs a headless agent that joins the mesh through the relay.
   --layers   pin the hosted blocks, A-B (0-based, inclusive)
   --memory-mb  memory lent to hosting: weights and KV caches (default 2048)
   --spot-check  probability that a step this agent requests is re-run on a second peer (default 0)
+  --prefill-wire  f32 | f16 | q8: how this agent's prompts (16+ tokens) travel to the hosts
+             (default f32, exact; q8 sends a quarter of the bytes, slightly lossy)
              With --api also: GET /v1/swarm, GET /v1/mesh/shards, GET /v1/mesh/sessions,
              POST /v1/swarm/host {"model", "layers"?},
              and the OpenAI-compatible GET /v1/models, POST /v1/completions, /v1/chat/completions
@@ -60,6 +63,7 @@ export async function run (argv: string[]): Promise<number> {
       layers: { type: 'string' },
       'memory-mb': { type: 'string', default: '2048' },
       'spot-check': { type: 'string', default: '0' },
+      'prefill-wire': { type: 'string', default: 'f32' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -80,6 +84,8 @@ export async function run (argv: string[]): Promise<number> {
   const layers = values.layers != null ? parseLayers(values.layers) : undefined
   const memoryMb = Number(values['memory-mb'])
   if (!(memoryMb > 0)) throw new Error(`--memory-mb must be a positive number, got '${values['memory-mb']}'`)
+  const prefillDtype = values['prefill-wire'] as WireDType
+  if (!WIRE_DTYPES.includes(prefillDtype)) throw new Error(`--prefill-wire must be one of ${WIRE_DTYPES.join(', ')}, got '${values['prefill-wire']}'`)
   const spotCheckRate = Number(values['spot-check'])
   if (!(spotCheckRate >= 0 && spotCheckRate <= 1)) throw new Error(`--spot-check must be a probability from 0 to 1, got '${values['spot-check']}'`)
   const autonomy = values.autonomy != null
@@ -92,7 +98,7 @@ export async function run (argv: string[]): Promise<number> {
     iceServers: values['no-stun'] ? [] : DEFAULT_ICE_SERVERS,
     announceIntervalMs: values.announce != null ? Number(values.announce) * 1000 : undefined,
     autonomy,
-    swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, spotCheckRate }
+    swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, spotCheckRate, prefillDtype }
   })
   const log = values.log != null ? createWriteStream(values.log, { flags: 'a' }) : undefined
   if (log != null) {

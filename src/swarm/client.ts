@@ -6,7 +6,7 @@ import { HopSession } from './hop.ts'
 import { BanList, findRoute, type Hop } from './routing.ts'
 import { formatBlocks, missingRanges, type ShardEntry } from './shard-table.ts'
 import { SessionFailure } from './session-wire.ts'
-import type { WireDType } from './tensor-codec.ts'
+import { decodeTensor, encodeTensor, type WireDType } from './tensor-codec.ts'
 import { compareOutputs, digest, type Standing } from './verify.ts'
 import type { SpotCheckEvidence } from './messages.ts'
 import type { ClientPayments, Settlement } from './payments.ts'
@@ -37,6 +37,11 @@ export interface MeshGenerateOptions extends SamplerOptions {
   maxTokens: number
   stopTokens?: Set<number>
   dtype?: WireDType
+  /**
+   * Wire dtype for steps of at least PREFILL_TOKENS tokens (prefills), e.g. q8 to cut a long
+   * prompt's bytes by four; decode steps keep `dtype`. Lossy dtypes change the outputs slightly.
+   */
+  prefillDtype?: WireDType
   stepTimeoutMs?: number
   /** How long setting up a chain may wait for temporarily banned peers before giving up (ms). */
   setupDeadlineMs?: number
@@ -53,6 +58,8 @@ export interface MeshGenerateResult {
   spotChecks: number
   /** Steps chosen for a spot check that no second host could check (none serves the range, or none answered). */
   spotChecksSkipped: number
+  /** Hidden-state bytes exchanged with the hosts of the chain (replaced hops included, spot checks not). */
+  wire: { bytesSent: number, bytesReceived: number }
   /** What this generation paid its hosts (micro-credits, fees included), payment by payment. */
   cost: { paid: number, settlements: Settlement[] }
 }
@@ -63,6 +70,14 @@ export interface MeshGenerateResult {
  * network and the messaging.
  */
 export interface HopTiming { peer: string, start: number, end: number, steps: number, wall_ms: number, p90_wall_ms: number, compute_ms: number }
+
+/** Steps of this many tokens or more are prefills, which may travel in `prefillDtype`. */
+export const PREFILL_TOKENS = 16
+
+/** A hidden state as the receiver decodes it from `dtype`. */
+function onTheWire (hidden: Float32Array, dtype: WireDType, dim: number): Float32Array {
+  return decodeTensor(encodeTensor(hidden, dtype, dim), dtype, hidden.length / dim, dim)
+}
 
 /** Planning failed only because every server of some blocks is temporarily banned. */
 class AllBanned extends Error {
@@ -184,8 +199,9 @@ export class MeshClient {
     const dtype = opts.dtype ?? 'f32'
     const timeoutMs = opts.stepTimeoutMs ?? 30_000
     const sampler = new Sampler(opts)
-    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0, hops: [] }, failovers: 0, spotChecks: 0, spotChecksSkipped: 0, cost: { paid: 0, settlements: [] } }
+    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0, hops: [] }, failovers: 0, spotChecks: 0, spotChecksSkipped: 0, wire: { bytesSent: 0, bytesReceived: 0 }, cost: { paid: 0, settlements: [] } }
     const decodeSteps = new Map<HopSession, { wall: number[], compute: number[] }>()
+    const chainSessions: HopSession[] = []
     const paymaster = new Paymaster(this.deps.payments)
     let hops: HopSession[] = []
     let histories: History[] = []
@@ -205,6 +221,7 @@ export class MeshClient {
           }
           const s = await HopSession.open(conn, hop, this.model, maxLength, { dtype, dim: c.dim, timeoutMs, payments: this.deps.payments })
           sessions.push(s)
+          chainSessions.push(s)
           paymaster.track(s)
           const h = new History()
           if (input != null) {
@@ -267,11 +284,12 @@ export class MeshClient {
 
     const forward = async (ids: number[]): Promise<Float32Array> => {
       let hidden = this.ends.embedding.embed(ids)
+      const wire = ids.length >= PREFILL_TOKENS ? opts.prefillDtype ?? dtype : dtype
       for (let i = 0; i < hops.length;) {
         opts.signal?.throwIfAborted()
         try {
           const t = performance.now()
-          const { out, computeMs } = await hops[i].step(hidden, ids.length)
+          const { out, computeMs } = await hops[i].step(hidden, ids.length, wire)
           if (ids.length === 1) {
             const samples = decodeSteps.get(hops[i]) ?? { wall: [], compute: [] }
             samples.wall.push(performance.now() - t)
@@ -280,7 +298,8 @@ export class MeshClient {
           }
           if (hops[i].settleAsked) paymaster.requested(hops[i])
           if (ids.length === 1) await this.maybeSpotCheck(hops[i], histories[i], hidden, out, { maxLength, dtype, timeoutMs, paymaster }, result)
-          histories[i].add(hidden, ids.length)
+          // What the hop received, so a replay rebuilds exactly its cache.
+          histories[i].add(wire === dtype ? hidden : onTheWire(hidden, wire, c.dim), ids.length)
           this.deps.bans.clear(hops[i].hop.peer)
           hidden = out
           i++
@@ -325,6 +344,7 @@ export class MeshClient {
       }
       return result
     } finally {
+      result.wire = { bytesSent: chainSessions.reduce((n, s) => n + s.bytesSent, 0), bytesReceived: chainSessions.reduce((n, s) => n + s.bytesReceived, 0) }
       for (const s of hops) void s.close()
       // Hosts are paid for what they served even when the generation failed or was stopped.
       result.cost = await paymaster.settleAll()

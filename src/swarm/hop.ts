@@ -14,6 +14,9 @@ export class HopSession {
   private receipt?: Promise<WorkReceipt>
   /** The host asked at its last reply to be paid. */
   settleAsked = false
+  /** Tensor bytes sent to and received from the host in this session. */
+  bytesSent = 0
+  bytesReceived = 0
 
   private constructor (
     readonly hop: Hop,
@@ -54,15 +57,20 @@ export class HopSession {
     return r != null ? [{ type: 'receipt', receipt: r }] : []
   }
 
-  /** Sends `tokens` hidden states, returns the range's output for them. */
-  async step (hidden: Float32Array, tokens: number): Promise<{ out: Float32Array, computeMs: number }> {
+  /** Sends `tokens` hidden states, returns the range's output for them; `dtype` overrides the session's for this step, both ways. */
+  async step (hidden: Float32Array, tokens: number, dtype: WireDType = this.dtype): Promise<{ out: Float32Array, computeMs: number }> {
     return await this.call(async signal => {
-      await this.frames.writeAll([...await this.receiptFrames(), { type: 'step', position: this.position, tokens }], encodeTensor(hidden, this.dtype), signal)
+      const request = { type: 'step', position: this.position, tokens, dtype: dtype !== this.dtype ? dtype : undefined }
+      const tensor = encodeTensor(hidden, dtype, this.dim)
+      await this.frames.writeAll([...await this.receiptFrames(), request], tensor, signal)
+      this.bytesSent += tensor.byteLength
       const reply = await this.expectOk(signal)
       if (reply.tokens !== tokens) throw new SessionFailure('malformed', `${this.hop.peer} answered for ${String(reply.tokens)} tokens, not ${tokens}`)
       let out: Float32Array
       try {
-        out = decodeTensor(await this.frames.readBytes(signal), this.dtype, tokens * this.dim)
+        const bytes = await this.frames.readBytes(signal)
+        this.bytesReceived += bytes.byteLength
+        out = decodeTensor(bytes, dtype, tokens, this.dim)
       } catch (err: any) {
         throw new SessionFailure('malformed', `${this.hop.peer} sent a bad tensor: ${err.message}`)
       }

@@ -1,7 +1,7 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import type { BlockRange, KvCache } from '../engine/stages.ts'
 import type { LlamaConfig } from '../model/config.ts'
-import { decodeTensor, encodeTensor } from './tensor-codec.ts'
+import { decodeTensor, encodeTensor, WIRE_DTYPES } from './tensor-codec.ts'
 import { SessionFailure, sessionFrames, type SessionReply, type SessionRequest } from './session-wire.ts'
 import type { HostMeter, HostPayments } from './payments.ts'
 
@@ -162,9 +162,14 @@ export class ShardServer {
           await reply({ ok: false, error: 'context-full', detail: `${req.position} + ${req.tokens} tokens exceeds the session's maximum length of ${session.maxLength}` })
           return
         }
+        const dtype = req.dtype ?? o.dtype
+        if (!WIRE_DTYPES.includes(dtype)) {
+          await reply({ ok: false, error: 'bad-request', detail: `dtype must be one of ${WIRE_DTYPES.join(', ')}` })
+          return
+        }
         let hidden: Float32Array
         try {
-          hidden = decodeTensor(bytes, o.dtype, req.tokens * dim)
+          hidden = decodeTensor(bytes, dtype, req.tokens, dim)
         } catch (err: any) {
           await reply({ ok: false, error: 'bad-request', detail: err.message })
           return
@@ -179,7 +184,7 @@ export class ShardServer {
         const tally = this.served[client] ??= { tokens: 0, blockTokens: 0 }
         tally.tokens += req.tokens
         tally.blockTokens += req.tokens * this.blocks
-        await frames.writeWithBytes({ ok: true, tokens: req.tokens, computeMs: Math.round(computeMs * 100) / 100, settle: meter?.wantsSettlement === true ? true : undefined } satisfies SessionReply, encodeTensor(out, o.dtype))
+        await frames.writeWithBytes({ ok: true, tokens: req.tokens, computeMs: Math.round(computeMs * 100) / 100, settle: meter?.wantsSettlement === true ? true : undefined } satisfies SessionReply, encodeTensor(out, dtype, dim))
       }
     } catch (err: any) {
       if (!(err instanceof SessionFailure) && stream.status === 'open') {
@@ -209,7 +214,7 @@ export class ShardServer {
     if (open?.type !== 'open') return { ok: false, error: 'bad-request', detail: 'the first frame must be {"type":"open",…}' }
     if (open.model !== h.model) return { ok: false, error: 'unknown-model', detail: `this agent hosts ${h.name} (${h.model.slice(0, 12)}…), not ${String(open.model).slice(0, 12)}…` }
     if (open.start !== h.range.first || open.end !== h.range.last) return { ok: false, error: 'wrong-range', detail: `this agent hosts blocks ${h.range.first}-${h.range.last}, not ${open.start}-${open.end}` }
-    if (open.dtype !== 'f32' && open.dtype !== 'f16') return { ok: false, error: 'bad-request', detail: 'dtype must be f32 or f16' }
+    if (!WIRE_DTYPES.includes(open.dtype)) return { ok: false, error: 'bad-request', detail: `dtype must be one of ${WIRE_DTYPES.join(', ')}` }
     if (!Number.isSafeInteger(open.maxLength) || open.maxLength < 1) return { ok: false, error: 'bad-request', detail: 'maxLength must be a positive integer' }
     if (open.maxLength > h.config.contextLength) return { ok: false, error: 'context-full', detail: `maxLength ${open.maxLength} exceeds the model's context of ${h.config.contextLength}` }
     const free = this.stats().freeCacheTokens

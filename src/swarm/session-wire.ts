@@ -9,8 +9,11 @@ export const MAX_TENSOR_BYTES = 64 * 1024 * 1024
 /** Client → server messages of an inference session (one session per stream). */
 export type SessionRequest =
   | { type: 'open', model: string, start: number, end: number, maxLength: number, dtype: WireDType }
-  /** Followed by one binary frame: `tokens` hidden states starting at `position`. */
-  | { type: 'step', position: number, tokens: number }
+  /**
+   * Followed by one binary frame: `tokens` hidden states starting at `position`, in `dtype` when
+   * given (and the reply in the same), else in the session's.
+   */
+  | { type: 'step', position: number, tokens: number, dtype?: WireDType }
   /** To a host that named a payment session: the cumulative receipt for what it served so far. */
   | { type: 'receipt', receipt: WorkReceipt }
   | { type: 'close' }

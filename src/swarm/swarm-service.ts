@@ -9,6 +9,7 @@ import { BanList, type Hop } from './routing.ts'
 import { chooseRange, shouldMove } from './placement.ts'
 import { MeshClient, type MeshGenerateOptions, type MeshGenerateResult, type LocalEnds } from './client.ts'
 import { Standing } from './verify.ts'
+import type { WireDType } from './tensor-codec.ts'
 import { ClientSessions, type ClientSessionView } from './client-sessions.ts'
 import { encodeChat, type ChatMessage } from '../model/chat-template.ts'
 import { blocksThatFit, loadEnds, loadRange, openForSwarm, type LoadedModel, type ModelLocation, type Progress } from './hosting.ts'
@@ -27,6 +28,8 @@ export interface SwarmOptions {
   /** Share of that budget kept for the KV caches of client sessions. */
   cacheShare?: number
   spotCheckRate?: number
+  /** Wire dtype of this agent's prefills as a client (q8 for slow uplinks); decode steps stay exact. */
+  prefillDtype?: WireDType
   /** Node: where remote weight pieces are cached (browsers use Cache Storage). */
   cacheDir?: string
   /** The agent's credit system: hosts charge and clients pay for inference. Without it, inference is free. */
@@ -290,6 +293,7 @@ export class SwarmService implements AgentService {
     let result: MeshGenerateResult
     try {
       result = await client.generate(promptTokens, {
+        prefillDtype: this.opts.prefillDtype,
         ...opts,
         stopTokens: opts.stopAtEos === false ? undefined : tokenizer.stopTokens,
         onToken: id => { session.tokens++; text += decoder.push(id); opts.onToken?.(id) },

@@ -9,6 +9,7 @@ import { startAgent } from '../../src/peer/start.ts'
 import type { Agent } from '../../src/peer/agent.ts'
 import type { SwarmService } from '../../src/swarm/swarm-service.ts'
 import { SHARD_TOPIC } from '../../src/swarm/messages.ts'
+import { PREFILL_TOKENS } from '../../src/swarm/client.ts'
 
 const MODEL_FILE = join(MODELS_DIR, 'stories260K/stories260K.gguf')
 const reference = JSON.parse(readFileSync(join(MODELS_DIR, 'stories260K/reference.json'), 'utf8'))
@@ -34,9 +35,9 @@ describe('distributed inference with misbehaving peers', () => {
     return a
   }
   const swarmOf = (a: Agent): SwarmService => a.service<SwarmService>('swarm')!
-  const host = async (name: string, tamper?: Tamper): Promise<Agent> => {
+  const host = async (name: string, tamper?: Tamper, layers: [number, number] = [0, 4]): Promise<Agent> => {
     const a = await agent(name)
-    const h = await swarmOf(a).host(MODEL_FILE, { layers: [0, 4] })
+    const h = await swarmOf(a).host(MODEL_FILE, { layers })
     model = h.model
     if (tamper != null) {
       const range = (swarmOf(a) as any).server.hosted.range
@@ -159,5 +160,23 @@ describe('distributed inference with misbehaving peers', () => {
     expect(r.routes.map(x => x.hops[0].peer)).toEqual([good.id])
     expect(r.routes[0].reason).toMatch(/^initial, after: /)
     expect(r.routes[0].reason).toContain(claimer.id)
+  })
+
+  it('a long prompt can travel in q8: its prefill takes a quarter of the bytes, and here the greedy tokens stay the same', async () => {
+    const head = await host('q8-head', undefined, [0, 1])
+    const tail = await host('q8-tail', undefined, [2, 4])
+    const client = await agent('q8-client')
+    await seesHosts(client, [head.id, tail.id])
+    const prompt = 'Once upon a time, there was a little girl named Lily. She loved to play outside with her big red ball and her dog.'
+    const opts = { maxTokens: 32, temperature: 0, stopAtEos: false }
+    const f32 = await swarmOf(client).generate(model, prompt, opts)
+    const q8 = await swarmOf(client).generate(model, prompt, { ...opts, prefillDtype: 'q8' as const })
+    const n = f32.promptTokens.length
+    expect(n).toBeGreaterThanOrEqual(PREFILL_TOKENS)
+    // Two hops, each sent and answering n tokens of 64 values: f32 4 bytes a value; q8 one, plus a 4-byte scale per token.
+    const saved = 2 * n * (64 * 4 - (64 + 4))
+    expect(f32.wire.bytesSent - q8.wire.bytesSent).toBe(saved)
+    expect(f32.wire.bytesReceived - q8.wire.bytesReceived).toBe(saved)
+    expect(q8.tokens).toEqual(f32.tokens)
   })
 })

@@ -101,9 +101,24 @@ describe('shard table', () => {
 describe('tensor codec', () => {
   it('round-trips f32 exactly and f16 within half precision', () => {
     const x = Float32Array.from([0, -1.5, 3.14159, 1e-5, -65504, 1234.5678])
-    expect(decodeTensor(encodeTensor(x, 'f32'), 'f32', x.length)).toEqual(x)
-    const h = decodeTensor(encodeTensor(x, 'f16'), 'f16', x.length)
+    expect(decodeTensor(encodeTensor(x, 'f32', 3), 'f32', 2, 3)).toEqual(x)
+    const h = decodeTensor(encodeTensor(x, 'f16', 3), 'f16', 2, 3)
     x.forEach((v, i) => expect(Math.abs(h[i] - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 6e-8))
+  })
+  it('q8 takes a quarter of the bytes plus a scale per token, within 1/254 of each token\'s largest value', () => {
+    const dim = 64
+    const x = Float32Array.from({ length: 3 * dim }, (_, i) => Math.sin(i * 1.7) * (i < dim ? 0.01 : i < 2 * dim ? 5 : 300))
+    const bytes = encodeTensor(x, 'q8', dim)
+    expect(bytes.byteLength).toBe(3 * (4 + dim))
+    const q = decodeTensor(bytes, 'q8', 3, dim)
+    for (let r = 0; r < 3; r++) {
+      const row = x.subarray(r * dim, (r + 1) * dim)
+      const max = Math.max(...row.map(Math.abs))
+      row.forEach((v, i) => expect(Math.abs(q[r * dim + i] - v)).toBeLessThanOrEqual(max / 254 + 1e-6))
+    }
+    // An all-zero token, and re-encoding what was decoded, change nothing.
+    expect(decodeTensor(encodeTensor(new Float32Array(dim), 'q8', dim), 'q8', 1, dim)).toEqual(new Float32Array(dim))
+    expect(decodeTensor(encodeTensor(q, 'q8', dim), 'q8', 3, dim)).toEqual(q)
   })
   it('rounds half to nearest even and saturates to infinity', () => {
     expect(toHalf(1)).toBe(0x3c00)
@@ -112,7 +127,11 @@ describe('tensor codec', () => {
     expect(fromHalf(toHalf(2051))).toBe(2052)
   })
   it('refuses frames of the wrong size or with non-finite values', () => {
-    expect(() => decodeTensor(new Uint8Array(6), 'f32', 2)).toThrow(/expected 2 f32/)
-    expect(() => decodeTensor(encodeTensor(Float32Array.from([Infinity]), 'f32'), 'f32', 1)).toThrow(/non-finite/)
+    expect(() => decodeTensor(new Uint8Array(6), 'f32', 1, 2)).toThrow(/expected 1 × 2 f32/)
+    expect(() => decodeTensor(new Uint8Array(2 * 8), 'q8', 2, 8)).toThrow(/expected 2 × 8 q8 values \(24 bytes\)/)
+    expect(() => decodeTensor(encodeTensor(Float32Array.from([Infinity]), 'f32', 1), 'f32', 1, 1)).toThrow(/non-finite/)
+    const nanScale = new Uint8Array(4 + 2)
+    new DataView(nanScale.buffer).setFloat32(0, NaN, true)
+    expect(() => decodeTensor(nanScale, 'q8', 1, 2)).toThrow(/non-finite/)
   })
 })
