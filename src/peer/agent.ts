@@ -111,13 +111,7 @@ export class Agent implements AgentHandle {
     }, { runOnLimitedConnection: true })
     node.addEventListener('connection:open', evt => {
       const conn = evt.detail
-      const remote = conn.remotePeer.toString()
-      if (!this.relay.relayIds().includes(remote)) {
-        if (conn.direction === 'outbound') void this.hello(conn)
-        // Routing treats a peer without a measured RTT as far away: measure a new link now,
-        // not at the next round of pings.
-        void this.measureRtt(remote).then(() => { this.refreshLinks() })
-      }
+      if (conn.direction === 'outbound' && !this.relay.relayIds().includes(conn.remotePeer.toString())) void this.hello(conn)
       this.refreshLinks()
     })
     node.addEventListener('connection:close', () => { this.refreshLinks() })

@@ -210,6 +210,9 @@ describe('the ledger across browser and Node agents', () => {
     })
     const signer = { peerId: attacker.id, privateKey: attackerKey }
     await waitFor('every agent to know mallory', async () => (await rows()).every(rs => rs.some(r => r[0] === attacker!.id)), 60_000, 500)
+    // What is tested is how a forged block is refused, not how fast links form: wait for them.
+    await waitFor('mallory to link to every agent', () =>
+      ids.every(id => attacker!.node.getConnections().some(c => c.remotePeer.toString() === id && c.status === 'open')), 30_000, 250)
     const genesis = svc.ledger.blocks(attacker.id)[0]
     const before = await counter('bad-signature')
     for (const victim of ids) {

@@ -144,7 +144,8 @@ export class LedgerService implements AgentService {
       const receive = this.receiptOf(send)
       return { block: send, hash, acknowledged: receive != null, receive, reason: receive == null ? reason ?? 'no acknowledgement' : undefined }
     } catch (err) {
-      return { block: send, hash, acknowledged: false, reason: (err as Error).message }
+      // Not every failure is an Error with a message (a stream reset can throw other things).
+      return { block: send, hash, acknowledged: false, reason: (err as Error)?.message || String(err) }
     }
   }
 
