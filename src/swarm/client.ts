@@ -85,9 +85,9 @@ class AllBanned extends Error {
 }
 
 /** Names the failure that led to the bans, so the user sees why the peers were dropped. */
-function withCause (err: unknown, cause: SessionFailure | undefined): unknown {
+function withCause (err: unknown, cause: string | undefined): unknown {
   if (cause == null || !(err instanceof Error)) return err
-  return new Error(`${err.message} (last failure: ${cause.message})`)
+  return new Error(`${err.message} (last failure: ${cause})`)
 }
 
 async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
@@ -200,7 +200,6 @@ export class MeshClient {
     const timeoutMs = opts.stepTimeoutMs ?? 30_000
     const sampler = new Sampler(opts)
     const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0, hops: [] }, failovers: 0, spotChecks: 0, spotChecksSkipped: 0, wire: { bytesSent: 0, bytesReceived: 0 }, cost: { paid: 0, settlements: [] } }
-    const decodeSteps = new Map<HopSession, { wall: number[], compute: number[] }>()
     const chainSessions: HopSession[] = []
     const paymaster = new Paymaster(this.deps.payments)
     let hops: HopSession[] = []
@@ -226,7 +225,7 @@ export class MeshClient {
           const h = new History()
           if (input != null) {
             h.add(input, replay!.tokens)
-            input = (await s.step(input, replay!.tokens)).out
+            input = await s.step(input, replay!.tokens)
           }
           hist.push(h)
         }
@@ -245,7 +244,6 @@ export class MeshClient {
       // A link that failed once often works a moment later (a relay reservation renewing, a
       // WebRTC upgrade in flight): wait for the ban to lapse rather than fail the request.
       const deadline = performance.now() + (opts.setupDeadlineMs ?? 20_000)
-      let lastFailure: SessionFailure | undefined
       const failures: string[] = []
       for (let attempt = 0; ; attempt++) {
         let route: Hop[]
@@ -253,7 +251,7 @@ export class MeshClient {
           route = this.plan(from)
         } catch (err) {
           const wait = err instanceof AllBanned ? err.retryInMs : Infinity
-          if (performance.now() + wait > deadline) throw withCause(err, lastFailure)
+          if (performance.now() + wait > deadline) throw withCause(err, failures.at(-1))
           await sleep(wait, opts.signal)
           continue
         }
@@ -261,7 +259,6 @@ export class MeshClient {
           return { route, ...(await openChain(route, replay)), failures }
         } catch (err) {
           if (!(err instanceof SessionFailure) || err.peer == null || attempt >= 8) throw err
-          lastFailure = err
           failures.push(err.message)
           this.deps.bans.ban(err.peer)
         }
@@ -288,14 +285,7 @@ export class MeshClient {
       for (let i = 0; i < hops.length;) {
         opts.signal?.throwIfAborted()
         try {
-          const t = performance.now()
-          const { out, computeMs } = await hops[i].step(hidden, ids.length, wire)
-          if (ids.length === 1) {
-            const samples = decodeSteps.get(hops[i]) ?? { wall: [], compute: [] }
-            samples.wall.push(performance.now() - t)
-            samples.compute.push(computeMs)
-            decodeSteps.set(hops[i], samples)
-          }
+          const out = await hops[i].step(hidden, ids.length, wire)
           if (hops[i].settleAsked) paymaster.requested(hops[i])
           if (ids.length === 1) await this.maybeSpotCheck(hops[i], histories[i], hidden, out, { maxLength, dtype, timeoutMs, paymaster }, result)
           // What the hop received, so a replay rebuilds exactly its cache.
@@ -337,10 +327,10 @@ export class MeshClient {
         ttft_ms: Math.round(tFirst - t0),
         total_ms: Math.round(t2 - t0),
         decode_tokens_per_s: result.tokens.length > 1 ? Math.round(((result.tokens.length - 1) / ((t2 - tFirst) / 1000)) * 10) / 10 : 0,
-        hops: hops.flatMap(s => {
-          const d = decodeSteps.get(s)
-          return d == null ? [] : [{ peer: s.hop.peer, start: s.hop.start, end: s.hop.end, steps: d.wall.length, wall_ms: median(d.wall), p90_wall_ms: quantile(d.wall, 0.9), compute_ms: median(d.compute) }]
-        })
+        hops: hops.filter(s => s.decodeWallMs.length > 0).map(s => ({
+          peer: s.hop.peer, start: s.hop.start, end: s.hop.end, steps: s.decodeWallMs.length,
+          wall_ms: median(s.decodeWallMs), p90_wall_ms: quantile(s.decodeWallMs, 0.9), compute_ms: median(s.decodeComputeMs)
+        }))
       }
       return result
     } finally {
@@ -377,7 +367,7 @@ export class MeshClient {
       try {
         checker = await HopSession.open(await this.deps.connect(other.peer), { ...hop, peer: other.peer }, this.model, o.maxLength, { dtype: o.dtype, dim, timeoutMs: o.timeoutMs, payments: this.deps.payments })
         o.paymaster.track(checker)
-        ref = (await checker.step(all, tokens)).out.subarray((tokens - 1) * dim)
+        ref = (await checker.step(all, tokens)).subarray((tokens - 1) * dim)
       } catch {
         this.deps.bans.ban(other.peer)
       } finally {

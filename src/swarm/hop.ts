@@ -17,6 +17,9 @@ export class HopSession {
   /** Tensor bytes sent to and received from the host in this session. */
   bytesSent = 0
   bytesReceived = 0
+  /** Per one-token (decode) step: how long the client waited, and what the host says it computed. */
+  readonly decodeWallMs: number[] = []
+  readonly decodeComputeMs: number[] = []
 
   private constructor (
     readonly hop: Hop,
@@ -58,7 +61,8 @@ export class HopSession {
   }
 
   /** Sends `tokens` hidden states, returns the range's output for them; `dtype` overrides the session's for this step, both ways. */
-  async step (hidden: Float32Array, tokens: number, dtype: WireDType = this.dtype): Promise<{ out: Float32Array, computeMs: number }> {
+  async step (hidden: Float32Array, tokens: number, dtype: WireDType = this.dtype): Promise<Float32Array> {
+    const t0 = performance.now()
     return await this.call(async signal => {
       const request = { type: 'step', position: this.position, tokens, dtype: dtype !== this.dtype ? dtype : undefined }
       const tensor = encodeTensor(hidden, dtype, this.dim)
@@ -82,7 +86,11 @@ export class HopSession {
         // A failed signature surfaces where the receipt is awaited, not as an unhandled rejection now.
         this.receipt.catch(() => {})
       }
-      return { out, computeMs: reply.computeMs ?? 0 }
+      if (tokens === 1) {
+        this.decodeWallMs.push(performance.now() - t0)
+        this.decodeComputeMs.push(reply.computeMs ?? 0)
+      }
+      return out
     })
   }
 
