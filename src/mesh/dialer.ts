@@ -52,7 +52,7 @@ export async function connectTo (node: AgentNode, peerId: string, addrs: Multiad
  * used (a relayed link closing as WebRTC replaces it, a data channel failing), so each open one
  * is tried in turn and then a freshly dialed one. An error `final` accepts ends the tries.
  */
-export async function overLink<T> (node: AgentNode, peerId: string, addrs: Multiaddr[], use: (conn: Connection) => Promise<T>,
+export async function overLink<T> (node: AgentNode, peerId: string, dial: () => Promise<Connection>, use: (conn: Connection) => Promise<T>,
   final: (err: unknown) => boolean = () => false): Promise<T> {
   const open = node.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
   const ordered = [...open.filter(c => transportOf(c) === 'webrtc'), ...open.filter(c => transportOf(c) !== 'webrtc')]
@@ -66,7 +66,7 @@ export async function overLink<T> (node: AgentNode, peerId: string, addrs: Multi
     }
   }
   try {
-    return await use(await connectTo(node, peerId, addrs))
+    return await use(await dial())
   } catch (err: any) {
     if (final(err) || errors.length === 0) throw err
     throw new Error([...errors, String(err?.message ?? err)].join('; '))

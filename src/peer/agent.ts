@@ -169,7 +169,7 @@ export class Agent implements AgentHandle {
     if (peer == null) throw new Error(`unknown agent ${to}: it has not announced itself (or has left)`)
     const env = await signEnvelope(this.signer, 'chat.direct', { text }, { to })
     let tries = 0
-    await overLink(this.node, to, candidateAddrs(to, peer.addrs ?? [], this.relay.addrs), async conn => {
+    await overLink(this.node, to, async () => await connectTo(this.node, to, candidateAddrs(to, peer.addrs ?? [], this.relay.addrs)), async conn => {
       try {
         await sendDirectEnvelope(conn, env)
       } catch (err) {

@@ -3,7 +3,6 @@
 // hands every own send straight to its payee so the payee acknowledges it at once, and claims
 // the failsafe grants the own chain is eligible for. Everything from outside is verified by
 // the ledger before it counts; what is refused is counted by reason for the credits view.
-import { peerIdFromString } from '@libp2p/peer-id'
 import { hashBlock, LedgerError, type Block } from '../../ledger/block.ts'
 import { Ledger } from '../../ledger/ledger.ts'
 import { proofId, type DoubleSpendProof } from '../../ledger/doublespend.ts'
@@ -15,6 +14,8 @@ import { registerMessageType } from '../../protocol/messages.ts'
 import type { Envelope } from '../../protocol/envelope.ts'
 import type { AgentContext, AgentService } from '../service.ts'
 import { ask, frameType, LEDGER_PROTOCOL, LEDGER_TOPIC, serve, type BlocksReply, type Request } from './ledger-wire.ts'
+import { overLink } from '../../mesh/dialer.ts'
+import type { Connection } from '@libp2p/interface'
 import { historyOf, type Flow, type LedgerRejection, type LedgerView } from './ledger-view.ts'
 import { claimMentorBonuses } from './mentor.ts'
 
@@ -281,20 +282,12 @@ export class LedgerService implements AgentService {
    * none or the one we had turns out dead, and is bounded.
    */
   private async ask (peer: string, message: Request | Envelope): Promise<Uint8Array> {
-    const open = this.context.node.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open')
-    const best = open.find(c => c.limits == null) ?? open[0]
-    if (best != null) {
-      try {
-        return await ask(best, message)
-      } catch {
-        // A connection can look open after its other end went away: dial afresh below.
-      }
-    }
-    const conn = await Promise.race([
+    const dial = async (): Promise<Connection> => await Promise.race([
       this.context.connect(peer),
       new Promise<never>((_resolve, reject) => setTimeout(() => { reject(new Error(`cannot reach ${peer} in time`)) }, DIAL_TIMEOUT_MS))
     ])
-    return await ask(conn, message)
+    // A connection can look open after its other end went away: the next one, or a fresh dial, is tried.
+    return await overLink(this.context.node, peer, dial, async conn => await ask(conn, message))
   }
 
   private async gossip (m: SyncMessage): Promise<void> {
