@@ -14,7 +14,7 @@ import { createWriteStream } from 'node:fs'
 import { parseConfig } from '../../src/autonomy/persona.ts'
 import type { AutonomyService } from '../../src/autonomy/service.ts'
 
-const HELP = `usage: clawnet peer --relay <multiaddr or URL> [--name N] [--owner O] [--data DIR] [--api 127.0.0.1:PORT] [--autonomy FILE] [--log FILE] [--no-stun]
+const HELP = `usage: clawnet peer --relay <multiaddr or URL> [--name N] [--owner O] [--data DIR] [--api 127.0.0.1:PORT] [--autonomy FILE] [--log FILE] [--listen MULTIADDR,…] [--no-stun]
 
 Runs a headless agent that joins the mesh through the relay.
 
@@ -44,6 +44,9 @@ Runs a headless agent that joins the mesh through the relay.
              With --api also: GET /v1/swarm, GET /v1/mesh/shards, GET /v1/mesh/sessions,
              POST /v1/swarm/host {"model", "layers"?},
              and the OpenAI-compatible GET /v1/models, POST /v1/completions, /v1/chat/completions
+  --listen   TCP addresses for direct links with other headless peers, comma-separated
+             (default /ip4/127.0.0.1/tcp/0: peers on this machine only; e.g.
+             /ip4/0.0.0.0/tcp/4001 on a reachable agent computer). Browsers use WebRTC.
   --no-stun  use no public STUN servers for WebRTC (LAN and tests)`
 
 export async function run (argv: string[]): Promise<number> {
@@ -56,6 +59,7 @@ export async function run (argv: string[]): Promise<number> {
       data: { type: 'string', default: '.data/peer' },
       api: { type: 'string' },
       'no-stun': { type: 'boolean', default: false },
+      listen: { type: 'string' },
       announce: { type: 'string' },
       autonomy: { type: 'string' },
       log: { type: 'string' },
@@ -96,6 +100,7 @@ export async function run (argv: string[]): Promise<number> {
     dataDir: values.data,
     profile: { name: values.name, owner: values.owner },
     iceServers: values['no-stun'] ? [] : DEFAULT_ICE_SERVERS,
+    listen: values.listen?.split(',').map(a => a.trim()).filter(a => a !== ''),
     announceIntervalMs: values.announce != null ? Number(values.announce) * 1000 : undefined,
     autonomy,
     swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, spotCheckRate, prefillDtype }

@@ -17,7 +17,13 @@ export function transportOf (conn: Pick<Connection, 'remoteAddr'>): Transport {
   return 'none'
 }
 
-const PREFERENCE: Transport[] = ['webrtc', 'websocket', 'tcp', 'relayed', 'none']
+/** A link that carries data peer to peer, not through the relay. */
+export function isDirect (t: Transport): boolean {
+  return t === 'tcp' || t === 'webrtc'
+}
+
+// TCP first: between Node agents it is the leaner of the two direct links.
+const PREFERENCE: Transport[] = ['tcp', 'webrtc', 'websocket', 'relayed', 'none']
 
 /** The best of several connections to one peer (a relayed one usually stays open beside WebRTC). */
 export function bestTransport (conns: Array<Pick<Connection, 'remoteAddr' | 'status'>>): Transport {

@@ -2,20 +2,28 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Connection } from '@libp2p/interface'
 import type { AgentNode } from './node.ts'
-import { transportOf } from './connections.ts'
+import { isDirect, transportOf } from './connections.ts'
+import { canDialTcp } from './transports.ts'
+
+/** A plain TCP listen address (not the relay's WebSocket, not a circuit through it). */
+export function isTcpAddr (a: string): boolean {
+  return a.includes('/tcp/') && !a.includes('/p2p-circuit') && !/\/wss?(\/|$)/.test(a)
+}
 
 /**
- * Candidate addresses for an agent, best first: direct WebRTC (signalled through a relay),
- * then the relayed circuit itself. Relayed addresses in announces and the peer store can lack
- * the trailing /p2p/<id>; dialing such an address silently returns the relay connection.
+ * Candidate addresses for an agent, best first: its own TCP listeners (Node to Node), direct
+ * WebRTC (signalled through a relay), then the relayed circuit itself. Relayed addresses in
+ * announces and the peer store can lack the trailing /p2p/<id>; dialing such an address
+ * silently returns the relay connection.
  */
-export function candidateAddrs (peerId: string, announced: string[], relayAddrs: Multiaddr[]): Multiaddr[] {
+export function candidateAddrs (peerId: string, announced: string[], relayAddrs: Multiaddr[], tcp = canDialTcp): Multiaddr[] {
   const withId = (a: string): string => a.endsWith(`/p2p/${peerId}`) ? a : `${a}/p2p/${peerId}`
   const fromRelays = relayAddrs.flatMap(r => [`${r.toString()}/p2p-circuit/webrtc`, `${r.toString()}/p2p-circuit`])
+  const direct = tcp ? announced.filter(isTcpAddr).map(withId) : []
   const all = [...announced.filter(a => a.includes('/p2p-circuit')), ...fromRelays].map(withId)
   const webrtc = all.filter(a => a.includes('/p2p-circuit/webrtc'))
   const circuit = all.filter(a => !a.includes('/webrtc'))
-  return [...new Set([...webrtc, ...circuit])].map(a => multiaddr(a))
+  return [...new Set([...direct, ...webrtc, ...circuit])].map(a => multiaddr(a))
 }
 
 /** One side of each pair dials (the smaller id), so two agents never race to open two links. */
@@ -28,15 +36,18 @@ export function shouldDial (selfId: string, otherId: string): boolean {
  * under load. Falls back to the relayed circuit where no direct link can be made.
  */
 export async function connectTo (node: AgentNode, peerId: string, addrs: Multiaddr[], opts: { attempts?: number, timeoutMs?: number } = {}): Promise<Connection> {
-  const existing = node.getConnections(peerIdFromString(peerId)).find(c => c.status === 'open' && transportOf(c) === 'webrtc')
+  const existing = node.getConnections(peerIdFromString(peerId)).find(c => c.status === 'open' && isDirect(transportOf(c)))
   if (existing != null) return existing
-  const attempts = opts.attempts ?? 3
   let lastErr: unknown
-  // Exhaust the direct WebRTC addresses before settling for a relayed circuit.
+  // Exhaust the direct addresses before settling for a relayed circuit.
   for (const addr of addrs) {
+    // A TCP address either answers at once or is not reachable from here (a loopback or LAN
+    // address announced to the whole mesh): one short try, then WebRTC.
+    const tcp = isTcpAddr(addr.toString())
+    const attempts = tcp ? 1 : opts.attempts ?? 3
     for (let i = 0; i < attempts; i++) {
       try {
-        return await node.dial(addr, { signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000) })
+        return await node.dial(addr, { signal: AbortSignal.timeout(tcp ? 3000 : opts.timeoutMs ?? 10_000) })
       } catch (err) {
         lastErr = err
         await new Promise(resolve => setTimeout(resolve, 250 * (i + 1)))
@@ -47,7 +58,7 @@ export async function connectTo (node: AgentNode, peerId: string, addrs: Multiad
 }
 
 /**
- * Runs `use` over a link to an agent now: an open connection (WebRTC first, a relayed one will
+ * Runs `use` over a link to an agent now: an open connection (a direct one first, a relayed one will
  * do) so a small message never waits on a WebRTC dial. A listed connection can die before it is
  * used (a relayed link closing as WebRTC replaces it, a data channel failing), so each open one
  * is tried in turn and then a freshly dialed one. An error `final` accepts ends the tries.
@@ -55,7 +66,7 @@ export async function connectTo (node: AgentNode, peerId: string, addrs: Multiad
 export async function overLink<T> (node: AgentNode, peerId: string, dial: () => Promise<Connection>, use: (conn: Connection) => Promise<T>,
   final: (err: unknown) => boolean = () => false): Promise<T> {
   const open = node.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
-  const ordered = [...open.filter(c => transportOf(c) === 'webrtc'), ...open.filter(c => transportOf(c) !== 'webrtc')]
+  const ordered = [...open.filter(c => isDirect(transportOf(c))), ...open.filter(c => !isDirect(transportOf(c)))]
   const errors: string[] = []
   for (const conn of ordered) {
     try {

@@ -9,11 +9,14 @@ import { ping, type Ping } from '@libp2p/ping'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
+import { directTransports, DEFAULT_DIRECT_LISTEN } from './transports.ts'
 
 export interface AgentNodeOptions {
   privateKey: PrivateKey
   /** Empty in tests and on a LAN; public STUN servers for real users behind NAT. */
   iceServers?: RTCIceServer[]
+  /** Node: direct TCP listen addresses (default loopback only); browsers have none. */
+  listen?: string[]
 }
 
 export type AgentServices = { identify: Identify, ping: Ping, pubsub: ReturnType<ReturnType<typeof gossipsub>> }
@@ -41,14 +44,16 @@ export function gossipOptions (): Parameters<typeof gossipsub>[0] {
 
 /**
  * One libp2p node for an agent, browser or Node: the libp2p packages pick their platform
- * builds themselves (native WebSocket/RTCPeerConnection in browsers, ws/node-datachannel in Node).
+ * builds themselves (native WebSocket/RTCPeerConnection in browsers, ws/node-datachannel in Node);
+ * Node agents also listen on TCP (transports.ts).
  */
 export async function createAgentNode (opts: AgentNodeOptions): Promise<AgentNode> {
   return await createLibp2p({
     privateKey: opts.privateKey,
-    addresses: { listen: ['/p2p-circuit', '/webrtc'] },
+    addresses: { listen: ['/p2p-circuit', '/webrtc', ...(opts.listen ?? DEFAULT_DIRECT_LISTEN)] },
     transports: [
       webSockets(),
+      ...directTransports(),
       webRTC({ rtcConfiguration: { iceServers: opts.iceServers ?? DEFAULT_ICE_SERVERS } }),
       circuitRelayTransport({ reservationCompletionTimeout: 10_000 })
     ],

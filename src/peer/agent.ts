@@ -7,8 +7,8 @@ import { PeerTable } from '../mesh/peer-table.ts'
 import { ChatLog } from '../mesh/chat-log.ts'
 import { Emitter } from '../mesh/emitter.ts'
 import { RelayLink } from '../mesh/relay-link.ts'
-import { bestTransport } from '../mesh/connections.ts'
-import { candidateAddrs, connectTo, overLink, shouldDial } from '../mesh/dialer.ts'
+import { bestTransport, isDirect } from '../mesh/connections.ts'
+import { candidateAddrs, connectTo, isTcpAddr, overLink, shouldDial } from '../mesh/dialer.ts'
 import { answerHello, sayHello, type HelloRefusal } from '../mesh/hello.ts'
 import { DirectRefused, receiveDirect, sendDirectEnvelope } from '../mesh/direct.ts'
 import { PROTOCOLS, TOPICS } from '../mesh/topics.ts'
@@ -26,6 +26,8 @@ export interface AgentOptions {
   relayAddrs: string[]
   capabilities: Capabilities
   iceServers?: RTCIceServer[]
+  /** Node: TCP listen multiaddrs for direct links to other Node agents (default loopback). */
+  listen?: string[]
   /** How often the agent re-announces itself; peers drop it after three missed announces. */
   announceIntervalMs?: number
   /** Composed services (ledger, shard server, …), started after the mesh is wired. */
@@ -77,7 +79,7 @@ export class Agent implements AgentHandle {
   }
 
   static async start (opts: AgentOptions): Promise<Agent> {
-    const node = await createAgentNode({ privateKey: opts.identity.privateKey, iceServers: opts.iceServers })
+    const node = await createAgentNode({ privateKey: opts.identity.privateKey, iceServers: opts.iceServers, listen: opts.listen })
     const agent = new Agent(node, opts)
     await agent.wire()
     return agent
@@ -125,7 +127,9 @@ export class Agent implements AgentHandle {
   // ---- outgoing ----
 
   private async signAnnounce (): Promise<Envelope<AnnounceBody>> {
-    const addrs = this.node.getMultiaddrs().map(a => a.toString()).filter(a => a.includes('/p2p-circuit')).slice(0, 8)
+    const own = this.node.getMultiaddrs().map(a => a.toString())
+    // A few TCP listeners (Node agents) ahead of the circuit addresses every agent has.
+    const addrs = [...own.filter(isTcpAddr).slice(0, 3), ...own.filter(a => a.includes('/p2p-circuit'))].slice(0, 8)
     return await signEnvelope(this.signer, 'agent.announce', {
       name: this.profile.name,
       owner: this.profile.owner,
@@ -296,7 +300,7 @@ export class Agent implements AgentHandle {
 
   private async ensureLink (peerId: string, announced: string[]): Promise<void> {
     if (!shouldDial(this.id, peerId) || this.dialing.has(peerId) || this.table.get(peerId)?.incompatible != null) return
-    if (bestTransport(this.node.getConnections(peerIdFromString(peerId))) === 'webrtc') return
+    if (isDirect(bestTransport(this.node.getConnections(peerIdFromString(peerId))))) return
     this.dialing.add(peerId)
     try {
       await connectTo(this.node, peerId, candidateAddrs(peerId, announced, this.relay.addrs))

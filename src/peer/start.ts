@@ -19,6 +19,8 @@ export interface StartAgentOptions {
   dataDir?: string
   profile?: Partial<Profile>
   iceServers?: RTCIceServer[]
+  /** Node: TCP listen multiaddrs (default loopback only). */
+  listen?: string[]
   announceIntervalMs?: number
   /** The owner's persona and limits for the autonomous loop (off when not given). */
   autonomy?: AutonomyConfig
@@ -43,6 +45,7 @@ export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
     relayAddrs: opts.relayAddrs,
     capabilities: await detectCapabilities(opts.dataDir ?? '.'),
     iceServers: opts.iceServers,
+    listen: opts.listen,
     announceIntervalMs: opts.announceIntervalMs,
     services: [
       ledger,

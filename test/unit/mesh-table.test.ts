@@ -40,10 +40,12 @@ describe('transports', () => {
     expect(transportOf(conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`))).toBe('webrtc')
     expect(transportOf(conn(`${RELAY}/p2p-circuit/p2p/${B}`))).toBe('relayed')
     expect(transportOf(conn(RELAY))).toBe('websocket')
+    expect(transportOf(conn(`/ip4/127.0.0.1/tcp/40001/p2p/${B}`))).toBe('tcp')
   })
   it('prefers WebRTC over a relayed circuit to the same peer, and ignores closed links', () => {
     expect(bestTransport([conn(`${RELAY}/p2p-circuit/p2p/${B}`), conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`)])).toBe('webrtc')
     expect(bestTransport([conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`, 'closed')])).toBe('none')
+    expect(bestTransport([conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`), conn(`/ip4/127.0.0.1/tcp/40001/p2p/${B}`)])).toBe('tcp')
   })
   it('dials WebRTC first and always with the target id appended', () => {
     const addrs = candidateAddrs(B, [`${RELAY}/p2p-circuit/webrtc`], [multiaddr(RELAY)]).map(String)
@@ -51,6 +53,16 @@ describe('transports', () => {
     expect(addrs).toContain(`${RELAY}/p2p-circuit/p2p/${B}`)
     expect(addrs.every(a => a.endsWith(`/p2p/${B}`))).toBe(true)
     expect(new Set(addrs).size).toBe(addrs.length)
+  })
+  it('dials a Node agent\'s TCP listener before WebRTC, and never from a browser', () => {
+    const announced = [`/ip4/127.0.0.1/tcp/40001/p2p/${B}`, `${RELAY}/p2p-circuit/webrtc`, `${RELAY}/p2p-circuit`]
+    const fromNode = candidateAddrs(B, announced, [multiaddr(RELAY)], true).map(String)
+    expect(fromNode[0]).toBe(`/ip4/127.0.0.1/tcp/40001/p2p/${B}`)
+    expect(fromNode[1]).toBe(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`)
+    const fromBrowser = candidateAddrs(B, announced, [multiaddr(RELAY)], false).map(String)
+    expect(fromBrowser.some(a => !a.includes('/p2p-circuit'))).toBe(false)
+    // The relay's own WebSocket address is not a TCP listener of the agent.
+    expect(candidateAddrs(B, [RELAY], [], true)).toHaveLength(0)
   })
   it('lets exactly one side of a pair dial', () => {
     expect(shouldDial(A, B)).not.toBe(shouldDial(B, A))
