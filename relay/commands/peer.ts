@@ -39,6 +39,8 @@ Runs a headless agent that joins the mesh through the relay.
   --layers   pin the hosted blocks, A-B (0-based, inclusive)
   --memory-mb  memory lent to hosting: weights and KV caches (default 2048)
   --spot-check  probability that a step this agent requests is re-run on a second peer (default 0)
+  --no-push  as a client, carry every hidden state between hosts itself instead of having each
+             host push decode steps on to the next (Petals' rpc_push; the default)
   --prefill-wire  f32 | f16 | q8: how this agent's prompts (16+ tokens) travel to the hosts
              (default f32, exact; q8 sends a quarter of the bytes, slightly lossy)
              With --api also: GET /v1/swarm, GET /v1/mesh/shards, GET /v1/mesh/sessions,
@@ -68,6 +70,7 @@ export async function run (argv: string[]): Promise<number> {
       'memory-mb': { type: 'string', default: '2048' },
       'spot-check': { type: 'string', default: '0' },
       'prefill-wire': { type: 'string', default: 'f32' },
+      'no-push': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -103,7 +106,7 @@ export async function run (argv: string[]): Promise<number> {
     listen: values.listen?.split(',').map(a => a.trim()).filter(a => a !== ''),
     announceIntervalMs: values.announce != null ? Number(values.announce) * 1000 : undefined,
     autonomy,
-    swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, spotCheckRate, prefillDtype }
+    swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, spotCheckRate, prefillDtype, push: !values['no-push'] }
   })
   const log = values.log != null ? createWriteStream(values.log, { flags: 'a' }) : undefined
   if (log != null) {

@@ -103,6 +103,7 @@ function extension (r: Awaited<ReturnType<SwarmService['generate']>>): Record<st
     prompt_tokens: r.promptTokens, tokens: r.tokens, routes: r.routes, failovers: r.failovers, timings: r.timings,
     spot_checks: { done: r.spotChecks, skipped: r.spotChecksSkipped },
     wire_bytes: { sent: r.wire.bytesSent, received: r.wire.bytesReceived },
+    pushed_steps: r.pushedSteps,
     credits_paid: toCredits(r.cost.paid),
     payments: r.cost.settlements.map(s => ({ ...s, amount: toCredits(s.amount), fee: toCredits(s.fee) }))
   }

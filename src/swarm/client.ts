@@ -43,6 +43,12 @@ export interface MeshGenerateOptions extends SamplerOptions {
    */
   prefillDtype?: WireDType
   stepTimeoutMs?: number
+  /**
+   * Decode steps go client → first host, then host → host (Petals' rpc_push), each host also
+   * returning its output to the client for failover and spot checks. Default on; off, the
+   * client carries every hidden state itself.
+   */
+  push?: boolean
   /** How long setting up a chain may wait for temporarily banned peers before giving up (ms). */
   setupDeadlineMs?: number
   signal?: AbortSignal
@@ -58,6 +64,8 @@ export interface MeshGenerateResult {
   spotChecks: number
   /** Steps chosen for a spot check that no second host could check (none serves the range, or none answered). */
   spotChecksSkipped: number
+  /** Hop inputs that one host pushed to the next instead of the client sending them. */
+  pushedSteps: number
   /** Hidden-state bytes exchanged with the hosts of the chain (replaced hops included, spot checks not). */
   wire: { bytesSent: number, bytesReceived: number }
   /** What this generation paid its hosts (micro-credits, fees included), payment by payment. */
@@ -199,11 +207,28 @@ export class MeshClient {
     const dtype = opts.dtype ?? 'f32'
     const timeoutMs = opts.stepTimeoutMs ?? 30_000
     const sampler = new Sampler(opts)
-    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0, hops: [] }, failovers: 0, spotChecks: 0, spotChecksSkipped: 0, wire: { bytesSent: 0, bytesReceived: 0 }, cost: { paid: 0, settlements: [] } }
+    const result: MeshGenerateResult = { tokens: [], routes: [], timings: { ttft_ms: 0, total_ms: 0, decode_tokens_per_s: 0, hops: [] }, failovers: 0, spotChecks: 0, spotChecksSkipped: 0, pushedSteps: 0, wire: { bytesSent: 0, bytesReceived: 0 }, cost: { paid: 0, settlements: [] } }
     const chainSessions: HopSession[] = []
     const paymaster = new Paymaster(this.deps.payments)
     let hops: HopSession[] = []
     let histories: History[] = []
+    /** Every hop pushes its decode outputs on to the next one. */
+    let linked = false
+
+    /** Links hops[from-1] → hops[from] → … → the last; with any link missing, the client carries the states. */
+    const linkChain = async (from: number): Promise<void> => {
+      const wasLinked = linked
+      linked = false
+      if (opts.push === false || hops.length < 2) return
+      try {
+        for (let i = wasLinked ? Math.max(0, from - 1) : 0; i < hops.length - 1; i++) {
+          if (!(await hops[i].link(hops[i + 1]))) return
+        }
+        linked = true
+      } catch {
+        // A host that fails while being linked is found out, and replaced, at its next step.
+      }
+    }
 
     /** Opens sessions along `route`, feeding `replay` (the inputs of its first hop so far) through it. */
     const openChain = async (route: Hop[], replay?: History): Promise<{ sessions: HopSession[], histories: History[] }> => {
@@ -273,6 +298,7 @@ export class MeshClient {
       const next = await establish(failed.hop.start, histories[i])
       hops = [...hops.slice(0, i), ...next.sessions]
       histories = [...histories.slice(0, i), ...next.histories]
+      await linkChain(i)
       result.failovers++
       const reason = `blocks ${failed.hop.start}+ moved off ${failed.hop.peer}: ${(err as Error)?.message ?? err}`
       result.routes.push({ hops: hops.map(s => s.hop), reason })
@@ -282,10 +308,18 @@ export class MeshClient {
     const forward = async (ids: number[]): Promise<Float32Array> => {
       let hidden = this.ends.embedding.embed(ids)
       const wire = ids.length >= PREFILL_TOKENS ? opts.prefillDtype ?? dtype : dtype
+      // Prompts are sent hop by hop (big, once); decode steps are pushed along a linked chain.
+      const pushing = ids.length === 1
+      /** Hops before this one already hold the step; a replacement hop is sent it by the client. */
+      let sendFrom = 0
       for (let i = 0; i < hops.length;) {
         opts.signal?.throwIfAborted()
         try {
-          const out = await hops[i].step(hidden, ids.length, wire)
+          const viaPush = pushing && i > sendFrom && hops[i - 1].pushed
+          const out = viaPush
+            ? await hops[i].receive(ids.length, wire)
+            : await hops[i].step(hidden, ids.length, wire, pushing && linked && i < hops.length - 1)
+          if (viaPush) result.pushedSteps++
           if (hops[i].settleAsked) paymaster.requested(hops[i])
           if (ids.length === 1) await this.maybeSpotCheck(hops[i], histories[i], hidden, out, { maxLength, dtype, timeoutMs, paymaster }, result)
           // What the hop received, so a replay rebuilds exactly its cache.
@@ -296,6 +330,7 @@ export class MeshClient {
         } catch (err) {
           if (!(err instanceof SessionFailure)) throw err
           await recover(i, err)
+          sendFrom = i
         }
       }
       return await this.ends.head.logits(hidden.subarray((ids.length - 1) * c.dim), 1)
@@ -305,6 +340,7 @@ export class MeshClient {
     const opened = await establish(0)
     hops = opened.sessions
     histories = opened.histories
+    await linkChain(0)
     // Peers that failed while the chain was set up are part of why this route was chosen.
     const initial = opened.failures.length > 0 ? `initial, after: ${opened.failures.join('; ')}` : 'initial'
     result.routes.push({ hops: opened.route, reason: initial })

@@ -10,10 +10,16 @@ export class HopSession {
   position = 0
   /** The host's payment session, when it charges and we can pay. */
   paySession?: string
-  /** The receipt for everything served so far; it travels ahead of the next frame. */
+  /** The id under which the previous hop may push into this session, when the host takes pushes. */
+  pushId?: string
+  /** The receipt for everything served so far; sent as soon as it is signed. */
   private receipt?: Promise<WorkReceipt>
+  /** Frames go out one write at a time (receipts are written while steps are in flight). */
+  private writing: Promise<unknown> = Promise.resolve()
   /** The host asked at its last reply to be paid. */
   settleAsked = false
+  /** The host pushed its last output on to the next hop. */
+  pushed = false
   /** Tensor bytes sent to and received from the host in this session. */
   bytesSent = 0
   bytesReceived = 0
@@ -45,8 +51,24 @@ export class HopSession {
       await frames.write({ type: 'open', model, start: hop.start, end: hop.end, maxLength, dtype: opts.dtype }, signal)
       const ok = await session.expectOk(signal)
       if (opts.payments != null && typeof ok.session === 'string' && ok.session.length > 0 && ok.session.length <= 128) session.paySession = ok.session
+      if (typeof ok.push === 'string' && ok.push.length > 0 && ok.push.length <= 64) session.pushId = ok.push
     })
     return session
+  }
+
+  /**
+   * Has this host push forwarded outputs straight to `next`'s session (or stop, without one).
+   * False when it cannot: the client then carries those hidden states itself.
+   */
+  async link (next?: HopSession): Promise<boolean> {
+    if (next != null && next.pushId == null) return false
+    return await this.call(async signal => {
+      await this.write(async () => { await this.frames.write(next != null ? { type: 'next', peer: next.hop.peer, push: next.pushId } : { type: 'next' }, signal) })
+      const reply = await this.readReply(signal)
+      if (reply?.ok === true && reply.tokens === undefined) return true
+      if (reply?.ok === false && reply.error === 'unreachable') return false
+      throw this.replyFailure(reply)
+    })
   }
 
   /** The signed receipt covering every token this host served in the session, if it charges. */
@@ -54,20 +76,32 @@ export class HopSession {
     return await this.receipt
   }
 
-  /** Frames owed to the host before our next request: the receipt for what it served. */
-  private async receiptFrames (): Promise<unknown[]> {
-    const r = await this.receipt
-    return r != null ? [{ type: 'receipt', receipt: r }] : []
+  private async write (fn: () => Promise<void>): Promise<void> {
+    const next = this.writing.then(fn)
+    this.writing = next.catch(() => {})
+    await next
   }
 
   /** Sends `tokens` hidden states, returns the range's output for them; `dtype` overrides the session's for this step, both ways. */
-  async step (hidden: Float32Array, tokens: number, dtype: WireDType = this.dtype): Promise<Float32Array> {
+  async step (hidden: Float32Array, tokens: number, dtype: WireDType = this.dtype, forward = false): Promise<Float32Array> {
     const t0 = performance.now()
-    return await this.call(async signal => {
-      const request = { type: 'step', position: this.position, tokens, dtype: dtype !== this.dtype ? dtype : undefined }
+    await this.call(async signal => {
+      // The host serves a step only once it holds our receipt for the ones before.
+      await this.receipt
+      const request = { type: 'step', position: this.position, tokens, dtype: dtype !== this.dtype ? dtype : undefined, forward: forward || undefined }
       const tensor = encodeTensor(hidden, dtype, this.dim)
-      await this.frames.writeAll([...await this.receiptFrames(), request], tensor, signal)
+      await this.write(async () => { await this.frames.writeWithBytes(request, tensor, signal) })
       this.bytesSent += tensor.byteLength
+    })
+    return await this.receive(tokens, dtype, t0)
+  }
+
+  /**
+   * The output of the step this host got from the previous hop's push (or from `step`); `pushed`
+   * then says whether the host sent it on to the next hop itself.
+   */
+  async receive (tokens: number, dtype: WireDType = this.dtype, t0 = performance.now()): Promise<Float32Array> {
+    return await this.call(async signal => {
       const reply = await this.expectOk(signal)
       if (reply.tokens !== tokens) throw new SessionFailure('malformed', `${this.hop.peer} answered for ${String(reply.tokens)} tokens, not ${tokens}`)
       let out: Float32Array
@@ -80,11 +114,14 @@ export class HopSession {
       }
       this.position += tokens
       this.settleAsked = reply.settle === true
-      // Signed off the critical path: it is only needed with the next frame or at settlement.
+      this.pushed = reply.pushed === true
+      // Signed off the critical path and sent as soon as it is ready: with pushes, no frame of
+      // ours may be going to this host soon, and it serves the next step only once it has it.
       if (this.paySession != null) {
-        this.receipt = this.payments!.sign({ server: this.hop.peer, model: this.model, session: this.paySession, tokens: this.position, layers: this.hop.end - this.hop.start + 1 })
-        // A failed signature surfaces where the receipt is awaited, not as an unhandled rejection now.
-        this.receipt.catch(() => {})
+        const receipt = this.payments!.sign({ server: this.hop.peer, model: this.model, session: this.paySession, tokens: this.position, layers: this.hop.end - this.hop.start + 1 })
+        this.receipt = receipt
+        // A failed signature or a closed stream surfaces at the next exchange, not as an unhandled rejection now.
+        void receipt.then(async r => { await this.write(async () => { await this.frames.write({ type: 'receipt', receipt: r }) }) }).catch(() => {})
       }
       if (tokens === 1) {
         this.decodeWallMs.push(performance.now() - t0)
@@ -96,7 +133,9 @@ export class HopSession {
 
   async close (): Promise<void> {
     try {
-      await this.frames.writeAll([...await this.receiptFrames(), { type: 'close' }], undefined, AbortSignal.timeout(2000))
+      // The last receipt goes out before the close (the host may settle on it).
+      await this.receipt?.catch(() => {})
+      await this.write(async () => { await this.frames.write({ type: 'close' }, AbortSignal.timeout(2000)) })
       await this.stream.close()
     } catch {
       this.stream.abort(new Error('session closed'))
@@ -119,16 +158,23 @@ export class HopSession {
     }
   }
 
-  private async expectOk (signal: AbortSignal): Promise<Extract<SessionReply, { ok: true }>> {
-    let reply: SessionReply
+  private async readReply (signal: AbortSignal): Promise<SessionReply> {
     try {
-      reply = await this.frames.readJson(signal)
+      return await this.frames.readJson(signal)
     } catch (err: any) {
       if (signal.aborted) throw err
       throw new SessionFailure('transport', `${this.hop.peer} closed the session: ${err?.message ?? err}`)
     }
+  }
+
+  private replyFailure (reply: SessionReply | undefined): SessionFailure {
+    if (reply?.ok === false) return new SessionFailure(reply.error, `${this.hop.peer}: ${reply.error}: ${reply.detail}`)
+    return new SessionFailure('malformed', `${this.hop.peer} sent an unreadable reply`)
+  }
+
+  private async expectOk (signal: AbortSignal): Promise<Extract<SessionReply, { ok: true }>> {
+    const reply = await this.readReply(signal)
     if (reply?.ok === true) return reply
-    if (reply?.ok === false) throw new SessionFailure(reply.error, `${this.hop.peer}: ${reply.error}: ${reply.detail}`)
-    throw new SessionFailure('malformed', `${this.hop.peer} sent an unreadable reply`)
+    throw this.replyFailure(reply)
   }
 }

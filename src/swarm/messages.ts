@@ -4,6 +4,8 @@ import { TOPICS } from '../mesh/topics.ts'
 export const SHARD_TOPIC = TOPICS.shards
 /** Stream protocol for inference sessions (open, prefill/decode steps, close). */
 export const INFERENCE_PROTOCOL = '/clawnet/inference/1.0.0'
+/** Stream protocol on which a host pushes a session's hidden states on to the next hop's host. */
+export const PUSH_PROTOCOL = '/clawnet/inference-push/1.0.0'
 /** Stream protocol for weight bytes: peers that hold a range serve its tensors to others. */
 export const WEIGHTS_PROTOCOL = '/clawnet/weights/1.0.0'
 export const EVIDENCE_TOPIC = TOPICS.evidence

@@ -1,9 +1,10 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import type { BlockRange, KvCache } from '../engine/stages.ts'
 import type { LlamaConfig } from '../model/config.ts'
-import { decodeTensor, encodeTensor, WIRE_DTYPES } from './tensor-codec.ts'
-import { SessionFailure, sessionFrames, type SessionReply, type SessionRequest } from './session-wire.ts'
-import type { HostMeter, HostPayments } from './payments.ts'
+import { decodeTensor, encodeTensor, WIRE_DTYPES, type WireDType } from './tensor-codec.ts'
+import { SessionFailure, sessionFrames, type PushStep, type SessionReply, type SessionRequest } from './session-wire.ts'
+import { PUSH_PROTOCOL } from './messages.ts'
+import type { HostMeter, HostPayments, WorkReceipt } from './payments.ts'
 
 export interface HostedRange {
   /** Manifest id of the model. */
@@ -24,7 +25,12 @@ export interface ServerOptions {
   idleMs?: number
   /** Charge clients for their sessions; without it this host serves for free. */
   payments?: HostPayments
+  /** Opens a link to another agent, to push outputs on to the next hop; without it this host does not push. */
+  connect?: (peer: string) => Promise<Connection>
 }
+
+type Frames = ReturnType<typeof sessionFrames>
+type StepRequest = Extract<SessionRequest, { type: 'step' }>
 
 interface Session {
   id: number
@@ -33,6 +39,21 @@ interface Session {
   maxLength: number
   lastActive: number
   tokens: number
+  dtype: WireDType
+  /** What the previous hop names to push into this session (given only to the client). */
+  pushId: string
+  meter?: HostMeter
+  /** The next hop's session, where forwarded outputs go. */
+  next?: { peer: string, stream: Stream, frames: Frames }
+  /** Push streams feeding this session, closed with it. */
+  inbound: Set<Stream>
+  /** Steps and replies one at a time, whichever stream brought them. */
+  queue: Promise<unknown>
+  reply: (r: SessionReply, tensor?: Uint8Array) => Promise<void>
+  /** Ends the session from outside its own stream's loop (a pushed step it must refuse). */
+  end: () => void
+  /** Pushed steps waiting for the client's receipt of the step before. */
+  receiptWaiters: Array<() => void>
 }
 
 export interface ServedStats {
@@ -42,6 +63,8 @@ export interface ServedStats {
   msPerTokenLayer: number
   /** Tokens × blocks served, per client: what receipts are made of. */
   servedByClient: Record<string, { tokens: number, blockTokens: number }>
+  /** Pushed steps dropped: for no session here, malformed, or at a position already served. */
+  pushesDropped: number
 }
 
 /**
@@ -51,7 +74,9 @@ export interface ServedStats {
  */
 export class ShardServer {
   private readonly sessions = new Map<number, Session>()
+  private readonly byPush = new Map<string, Session>()
   private nextId = 1
+  private pushesDropped = 0
   private queue: Promise<unknown> = Promise.resolve()
   private msPerTokenLayer: number
   private readonly served: ServedStats['servedByClient'] = {}
@@ -80,7 +105,8 @@ export class ShardServer {
       capacityTokens,
       freeCacheTokens: Math.max(0, capacityTokens - this.reservedTokens()),
       msPerTokenLayer: this.msPerTokenLayer,
-      servedByClient: structuredClone(this.served)
+      servedByClient: structuredClone(this.served),
+      pushesDropped: this.pushesDropped
     }
   }
 
@@ -97,8 +123,13 @@ export class ShardServer {
   }
 
   private drop (s: Session): void {
+    if (!this.sessions.has(s.id)) return
     s.cache.dispose()
     this.sessions.delete(s.id)
+    this.byPush.delete(s.pushId)
+    s.next?.stream.abort(new Error('session closed'))
+    for (const stream of s.inbound) stream.abort(new Error('session closed'))
+    for (const wake of s.receiptWaiters.splice(0)) wake()
   }
 
   private async run<T> (fn: () => Promise<T>): Promise<T> {
@@ -111,89 +142,209 @@ export class ShardServer {
   async handle (stream: Stream, conn: Pick<Connection, 'remotePeer'>, opts: { free?: boolean } = {}): Promise<void> {
     const frames = sessionFrames(stream)
     const client = conn.remotePeer.toString()
-    const reply = async (r: SessionReply): Promise<void> => { await frames.write(r) }
     let session: Session | undefined
-    let meter: HostMeter | undefined
     try {
       const open = await frames.readJson(AbortSignal.timeout(15_000)) as SessionRequest
       const refusal = this.checkOpen(open)
       if (refusal != null) {
-        await reply(refusal)
+        await frames.write(refusal)
         return
       }
       const o = open as Extract<SessionRequest, { type: 'open' }>
-      session = { id: this.nextId++, client, cache: this.hosted.range.newCache(), maxLength: o.maxLength, lastActive: Date.now(), tokens: 0 }
-      this.sessions.set(session.id, session)
       // Our own id for the payment session, so no client can make two sessions share one account of what was paid.
       const paySession = this.opts.payments != null && opts.free !== true ? randomId() : undefined
-      meter = paySession != null ? this.opts.payments!.meter(client, paySession) : undefined
-      await reply({ ok: true, session: paySession })
-      const dim = this.hosted.config.dim
+      const s: Session = {
+        id: this.nextId++, client, cache: this.hosted.range.newCache(), maxLength: o.maxLength, lastActive: Date.now(), tokens: 0, dtype: o.dtype,
+        pushId: randomId(), meter: paySession != null ? this.opts.payments!.meter(client, paySession) : undefined,
+        inbound: new Set(), queue: Promise.resolve(), receiptWaiters: [],
+        reply: async (r, tensor) => { await (tensor != null ? frames.writeWithBytes(r, tensor) : frames.write(r)) },
+        end: () => { void stream.close().catch(() => { stream.abort(new Error('session ended')) }) }
+      }
+      session = s
+      this.sessions.set(s.id, s)
+      this.byPush.set(s.pushId, s)
+      await frames.write({ ok: true, session: paySession, push: s.pushId } satisfies SessionReply)
       for (;;) {
         const req = await frames.readJson(AbortSignal.timeout(this.opts.idleMs ?? 60_000)) as SessionRequest
         if (req?.type === 'close') return
-        if (req?.type === 'receipt' && meter != null) {
-          const r = req.receipt
-          if (r?.model !== this.hosted.model || r.layers !== this.blocks || !(await meter.accept(r))) {
-            await reply({ ok: false, error: 'bad-request', detail: 'the receipt is not a newer one signed by this client for this session, model and block range' })
-            return
-          }
+        if (req?.type === 'receipt' && s.meter != null) {
+          if (!(await this.acceptReceipt(s, req.receipt))) return
           continue
         }
-        if (meter != null) {
-          const refusal = paymentRefusal(meter, session.tokens * this.blocks)
-          if (refusal != null) {
-            await reply(refusal)
-            return
-          }
+        if (req?.type === 'next') {
+          await this.serial(s, async () => { await this.link(s, req) })
+          continue
         }
-        if (req?.type !== 'step' || !Number.isSafeInteger(req.tokens) || req.tokens < 1 || !Number.isSafeInteger(req.position) || req.position < 0) {
-          await reply({ ok: false, error: 'bad-request', detail: 'expected {"type":"step","position":P,"tokens":N} followed by a tensor frame' })
+        if (req?.type !== 'step' || !validStep(req)) {
+          await s.reply({ ok: false, error: 'bad-request', detail: 'expected {"type":"step","position":P,"tokens":N} followed by a tensor frame' })
           return
         }
         const bytes = await frames.readBytes(AbortSignal.timeout(30_000))
-        // A client replaying history after a failover starts again at 0 on a fresh session;
-        // anything else out of order is a client bug, and we say so rather than guess.
-        if (req.position !== session.cache.position) {
-          await reply({ ok: false, error: 'position', detail: `step at position ${req.position}, but this session holds ${session.cache.position} tokens` })
-          return
-        }
-        if (req.position + req.tokens > session.maxLength) {
-          await reply({ ok: false, error: 'context-full', detail: `${req.position} + ${req.tokens} tokens exceeds the session's maximum length of ${session.maxLength}` })
-          return
-        }
-        const dtype = req.dtype ?? o.dtype
-        if (!WIRE_DTYPES.includes(dtype)) {
-          await reply({ ok: false, error: 'bad-request', detail: `dtype must be one of ${WIRE_DTYPES.join(', ')}` })
-          return
-        }
-        let hidden: Float32Array
-        try {
-          hidden = decodeTensor(bytes, dtype, req.tokens, dim)
-        } catch (err: any) {
-          await reply({ ok: false, error: 'bad-request', detail: err.message })
-          return
-        }
-        const s = session
-        const t0 = performance.now()
-        const out = await this.run(async () => await this.forward(hidden, req.tokens, s.cache))
-        const computeMs = performance.now() - t0
-        if (req.tokens === 1) this.msPerTokenLayer = 0.8 * this.msPerTokenLayer + 0.2 * (computeMs / this.blocks)
-        s.lastActive = Date.now()
-        s.tokens += req.tokens
-        const tally = this.served[client] ??= { tokens: 0, blockTokens: 0 }
-        tally.tokens += req.tokens
-        tally.blockTokens += req.tokens * this.blocks
-        await frames.writeWithBytes({ ok: true, tokens: req.tokens, computeMs: Math.round(computeMs * 100) / 100, settle: meter?.wantsSettlement === true ? true : undefined } satisfies SessionReply, encodeTensor(out, dtype, dim))
+        if (!(await this.serial(s, async () => await this.step(s, req, bytes, 'client')))) return
       }
     } catch (err: any) {
       if (!(err instanceof SessionFailure) && stream.status === 'open') {
-        await reply({ ok: false, error: 'internal', detail: String(err?.message ?? err) }).catch(() => {})
+        await frames.write({ ok: false, error: 'internal', detail: String(err?.message ?? err) } satisfies SessionReply).catch(() => {})
       }
     } finally {
-      meter?.close()
+      session?.meter?.close()
       if (session != null) this.drop(session)
       await stream.close().catch(() => { stream.abort(new Error('session closed')) })
+    }
+  }
+
+  /**
+   * Steps pushed by the previous hop of a client's chain into one of our sessions: run exactly
+   * as if the client had sent them, the output going back to the client (its record for
+   * failover) and on to our own next hop. Anything that does not fit is dropped and counted.
+   */
+  async handlePush (stream: Stream): Promise<void> {
+    const frames = sessionFrames(stream)
+    let s: Session | undefined
+    try {
+      const hello = await frames.readJson(AbortSignal.timeout(10_000))
+      s = typeof hello?.push === 'string' ? this.byPush.get(hello.push) : undefined
+      if (s == null) {
+        this.pushesDropped++
+        return
+      }
+      s.inbound.add(stream)
+      for (;;) {
+        // No deadline: the stream lives as long as the two sessions it joins.
+        const step = await frames.readJson() as PushStep
+        const bytes = await frames.readBytes(AbortSignal.timeout(30_000))
+        if (!validStep(step) || !this.sessions.has(s.id)) {
+          this.pushesDropped++
+          return
+        }
+        const session = s
+        if (!(await this.serial(session, async () => await this.step(session, { type: 'step', ...step, forward: true }, bytes, 'push')))) {
+          session.end()
+          return
+        }
+      }
+    } catch {
+      // The pushing host went away or its session ended; the client hears of it on its own stream.
+    } finally {
+      s?.inbound.delete(stream)
+      await stream.close().catch(() => { stream.abort(new Error('push closed')) })
+    }
+  }
+
+  private async serial<T> (s: Session, fn: () => Promise<T>): Promise<T> {
+    const next = s.queue.then(fn, fn)
+    s.queue = next.catch(() => {})
+    return await next
+  }
+
+  private async acceptReceipt (s: Session, r: WorkReceipt | undefined): Promise<boolean> {
+    if (r?.model !== this.hosted.model || r.layers !== this.blocks || !(await s.meter!.accept(r))) {
+      await s.reply({ ok: false, error: 'bad-request', detail: 'the receipt is not a newer one signed by this client for this session, model and block range' })
+      return false
+    }
+    for (const wake of s.receiptWaiters.splice(0)) wake()
+    return true
+  }
+
+  /** Points this session's forwarded outputs at the next hop's session (or nowhere); a failure to reach it is not fatal. */
+  private async link (s: Session, req: Extract<SessionRequest, { type: 'next' }>): Promise<void> {
+    s.next?.stream.abort(new Error('relinked'))
+    s.next = undefined
+    if (req.peer == null) {
+      await s.reply({ ok: true })
+      return
+    }
+    if (typeof req.peer !== 'string' || typeof req.push !== 'string' || req.push.length > 64) {
+      await s.reply({ ok: false, error: 'bad-request', detail: 'expected {"type":"next","peer":ID,"push":SESSION}' })
+      return
+    }
+    if (this.opts.connect == null) {
+      await s.reply({ ok: false, error: 'unreachable', detail: 'this host does not push to other hosts' })
+      return
+    }
+    try {
+      const stream = await (await this.opts.connect(req.peer)).newStream(PUSH_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) })
+      const frames = sessionFrames(stream)
+      await frames.write({ push: req.push })
+      s.next = { peer: req.peer, stream, frames }
+      await s.reply({ ok: true })
+    } catch (err: any) {
+      await s.reply({ ok: false, error: 'unreachable', detail: `cannot push to ${req.peer}: ${err?.message ?? err}` })
+    }
+  }
+
+  /** Runs one step of a session; false when the session must end (the refusal has been sent). */
+  private async step (s: Session, req: StepRequest, bytes: Uint8Array, source: 'client' | 'push'): Promise<boolean> {
+    if (!this.sessions.has(s.id)) return false
+    if (s.meter != null) {
+      let refusal = paymentRefusal(s.meter, s.tokens * this.blocks)
+      // A pushed step can overtake the client's receipt for the step before it.
+      if (refusal != null && source === 'push' && !s.meter.mustPause) {
+        await new Promise<void>(resolve => {
+          const t = setTimeout(resolve, RECEIPT_WAIT_MS)
+          s.receiptWaiters.push(() => { clearTimeout(t); resolve() })
+        })
+        refusal = paymentRefusal(s.meter, s.tokens * this.blocks)
+      }
+      if (refusal != null) {
+        await s.reply(refusal)
+        return false
+      }
+    }
+    // A client replaying history after a failover starts again at 0 on a fresh session;
+    // anything else out of order is a client bug, and we say so rather than guess. A pushed
+    // step the client already sent itself (it went around a slow hop) is simply not needed.
+    if (req.position !== s.cache.position) {
+      if (source === 'push') {
+        this.pushesDropped++
+        return true
+      }
+      await s.reply({ ok: false, error: 'position', detail: `step at position ${req.position}, but this session holds ${s.cache.position} tokens` })
+      return false
+    }
+    if (req.position + req.tokens > s.maxLength) {
+      await s.reply({ ok: false, error: 'context-full', detail: `${req.position} + ${req.tokens} tokens exceeds the session's maximum length of ${s.maxLength}` })
+      return false
+    }
+    const dtype = req.dtype ?? s.dtype
+    if (!WIRE_DTYPES.includes(dtype)) {
+      await s.reply({ ok: false, error: 'bad-request', detail: `dtype must be one of ${WIRE_DTYPES.join(', ')}` })
+      return false
+    }
+    const dim = this.hosted.config.dim
+    let hidden: Float32Array
+    try {
+      hidden = decodeTensor(bytes, dtype, req.tokens, dim)
+    } catch (err: any) {
+      await s.reply({ ok: false, error: 'bad-request', detail: err.message })
+      return false
+    }
+    const t0 = performance.now()
+    const out = await this.run(async () => await this.forward(hidden, req.tokens, s.cache))
+    const computeMs = performance.now() - t0
+    if (req.tokens === 1) this.msPerTokenLayer = 0.8 * this.msPerTokenLayer + 0.2 * (computeMs / this.blocks)
+    s.lastActive = Date.now()
+    s.tokens += req.tokens
+    const tally = this.served[s.client] ??= { tokens: 0, blockTokens: 0 }
+    tally.tokens += req.tokens
+    tally.blockTokens += req.tokens * this.blocks
+    const tensor = encodeTensor(out, dtype, dim)
+    // The next hop first: the client's copy is off the critical path.
+    const pushed = req.forward === true ? await this.pushOn(s, { position: req.position, tokens: req.tokens, dtype }, tensor) : undefined
+    await s.reply({ ok: true, tokens: req.tokens, computeMs: Math.round(computeMs * 100) / 100, settle: s.meter?.wantsSettlement === true ? true : undefined, pushed }, tensor)
+    return true
+  }
+
+  private async pushOn (s: Session, step: PushStep, tensor: Uint8Array): Promise<boolean> {
+    const next = s.next
+    if (next == null) return false
+    try {
+      await next.frames.writeWithBytes(step, tensor, AbortSignal.timeout(5000))
+      return true
+    } catch {
+      next.stream.abort(new Error('push failed'))
+      if (s.next === next) s.next = undefined
+      return false
     }
   }
 
@@ -231,6 +382,13 @@ function paymentRefusal (meter: HostMeter, servedUnits: number): SessionReply | 
   if (meter.signedUnits < servedUnits) return { ok: false, error: 'payment-required', detail: `no signed receipt for the ${servedUnits} token-blocks served so far (signed: ${meter.signedUnits})` }
   if (meter.mustPause) return { ok: false, error: 'payment-required', detail: 'too much work is unpaid: settle through the ledger, then open a new session' }
   return undefined
+}
+
+/** How long a pushed step waits for the client's receipt for the step before it. */
+const RECEIPT_WAIT_MS = 5000
+
+function validStep (r: any): boolean {
+  return Number.isSafeInteger(r?.tokens) && r.tokens >= 1 && Number.isSafeInteger(r.position) && r.position >= 0 && (r.dtype === undefined || typeof r.dtype === 'string')
 }
 
 function randomId (): string {

@@ -13,7 +13,12 @@ export type SessionRequest =
    * Followed by one binary frame: `tokens` hidden states starting at `position`, in `dtype` when
    * given (and the reply in the same), else in the session's.
    */
-  | { type: 'step', position: number, tokens: number, dtype?: WireDType }
+  | { type: 'step', position: number, tokens: number, dtype?: WireDType, forward?: boolean }
+  /**
+   * Push this session's forwarded outputs straight to the next hop's session (`push` is the id
+   * that host gave the client), as Petals' rpc_push does; without `peer`, stop pushing.
+   */
+  | { type: 'next', peer?: string, push?: string }
   /** To a host that named a payment session: the cumulative receipt for what it served so far. */
   | { type: 'receipt', receipt: WorkReceipt }
   | { type: 'close' }
@@ -21,13 +26,17 @@ export type SessionRequest =
 /** Server → client replies; an ok step reply is followed by one binary frame. */
 export type SessionReply =
   /**
-   * `session` (open reply) is present when the host charges for its work; `settle` (step reply)
-   * asks the client to pay what it signed for.
+   * Open reply: `session` when the host charges for its work, `push` when it takes inputs pushed
+   * by the previous hop. Step reply: `settle` asks the client to pay what it signed for;
+   * `pushed` says whether a forwarded output went on to the next hop.
    */
-  | { ok: true, tokens?: number, computeMs?: number, session?: string, settle?: boolean }
+  | { ok: true, tokens?: number, computeMs?: number, session?: string, push?: string, settle?: boolean, pushed?: boolean }
   | { ok: false, error: SessionError, detail: string }
 
-export type SessionError = 'busy' | 'unknown-model' | 'wrong-range' | 'bad-request' | 'context-full' | 'position' | 'payment-required' | 'internal'
+export type SessionError = 'busy' | 'unknown-model' | 'wrong-range' | 'bad-request' | 'context-full' | 'position' | 'payment-required' | 'unreachable' | 'internal'
+
+/** Host → host, on a push stream: first `{ push }` naming the receiving session, then steps. */
+export interface PushStep { position: number, tokens: number, dtype: WireDType }
 
 export function sessionFrames (stream: Stream) {
   return jsonFrames(stream, MAX_TENSOR_BYTES)

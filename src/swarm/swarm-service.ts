@@ -2,7 +2,7 @@ import type { Connection } from '@libp2p/interface'
 import { streamPair } from '@libp2p/utils'
 import type { AgentContext, AgentService } from '../peer/service.ts'
 import type { Envelope } from '../protocol/envelope.ts'
-import { EVIDENCE_TOPIC, INFERENCE_PROTOCOL, SHARD_TOPIC, WEIGHTS_PROTOCOL, type ShardAnnounce, type SpotCheckEvidence } from './messages.ts'
+import { EVIDENCE_TOPIC, INFERENCE_PROTOCOL, PUSH_PROTOCOL, SHARD_TOPIC, WEIGHTS_PROTOCOL, type ShardAnnounce, type SpotCheckEvidence } from './messages.ts'
 import { ShardServer, type ServedStats } from './server.ts'
 import { ShardTable, coverage, missingRanges, type ShardEntry } from './shard-table.ts'
 import { BanList, type Hop } from './routing.ts'
@@ -30,6 +30,8 @@ export interface SwarmOptions {
   spotCheckRate?: number
   /** Wire dtype of this agent's prefills as a client (q8 for slow uplinks); decode steps stay exact. */
   prefillDtype?: WireDType
+  /** As a client, have hosts push decode steps along the chain (default on); off, the client relays each hop. */
+  push?: boolean
   /** Node: where remote weight pieces are cached (browsers use Cache Storage). */
   cacheDir?: string
   /** The agent's credit system: hosts charge and clients pay for inference. Without it, inference is free. */
@@ -101,6 +103,13 @@ export class SwarmService implements AgentService {
       await this.server.handle(stream, conn)
       this.ctx?.changed()
     })
+    await ctx.handle(PUSH_PROTOCOL, async stream => {
+      if (this.server == null) {
+        stream.abort(new Error('this agent hosts no blocks'))
+        return
+      }
+      await this.server.handlePush(stream)
+    })
     await ctx.handle(WEIGHTS_PROTOCOL, async stream => {
       await serveWeights(stream, model => this.model?.manifest === model ? { source: this.model.opened.model.source, manifest: this.model.full } : undefined)
     })
@@ -150,7 +159,7 @@ export class SwarmService implements AgentService {
       const { hosted, msPerTokenLayer } = await loadRange(m, first, last, progress)
       this.model = m
       this.pinned = opts.pin ?? opts.layers != null
-      this.server = new ShardServer(hosted, { cacheBudgetBytes: this.cacheBudget(), payments: this.opts.payments }, msPerTokenLayer)
+      this.server = new ShardServer(hosted, { cacheBudgetBytes: this.cacheBudget(), payments: this.opts.payments, connect: async peer => await this.connect(peer) }, msPerTokenLayer)
       await this.announce()
       return this.hostingView()!
     } finally {
@@ -272,7 +281,7 @@ export class SwarmService implements AgentService {
     const tokenizer = m.opened.tokenizer
     const promptTokens = typeof prompt === 'string' ? tokenizer.encode(prompt) : prompt
     const client = new MeshClient({
-      connect: async peer => peer === ctx.id ? this.selfConnection() : await ctx.connect(peer),
+      connect: async peer => await this.connect(peer),
       shards: () => this.table.forModel(model),
       rtt: peer => ctx.rtt(peer),
       bans: this.bans,
@@ -294,6 +303,7 @@ export class SwarmService implements AgentService {
     try {
       result = await client.generate(promptTokens, {
         prefillDtype: this.opts.prefillDtype,
+        push: this.opts.push,
         ...opts,
         stopTokens: opts.stopAtEos === false ? undefined : tokenizer.stopTokens,
         onToken: id => { session.tokens++; text += decoder.push(id); opts.onToken?.(id) },
@@ -310,19 +320,26 @@ export class SwarmService implements AgentService {
     return { ...result, promptTokens, text }
   }
 
+  private async connect (peer: string): Promise<Connection> {
+    const ctx = this.ctx
+    if (ctx == null) throw new Error('the agent is not running')
+    return peer === ctx.id ? this.selfConnection() : await ctx.connect(peer)
+  }
+
   /**
    * A libp2p agent cannot dial itself, yet the best route may run through blocks it hosts: its
-   * own hops go over an in-memory stream pair to its own server, unpaid.
+   * own hops (and pushes into them) go over an in-memory stream pair to its own server, unpaid.
    */
   private selfConnection (): Connection {
     const ctx = this.ctx!
     return {
       remotePeer: ctx.node.peerId,
-      newStream: async () => {
+      newStream: async (protocol: string) => {
         const server = this.server
         if (server == null) throw new Error('this agent hosts no blocks')
         const [ours, theirs] = await streamPair()
-        void server.handle(theirs, { remotePeer: ctx.node.peerId }, { free: true })
+        if (protocol === PUSH_PROTOCOL) void server.handlePush(theirs)
+        else void server.handle(theirs, { remotePeer: ctx.node.peerId }, { free: true })
         return ours
       }
     } as unknown as Connection

@@ -90,6 +90,8 @@ describe('distributed inference: Chromium (WebGPU) and Node peers host ranges of
       expect(res.body.choices[0].text).toBe(ref.text)
       const hops = res.body.clawnet.routes[0].hops.map((h: any) => [h.peer, h.start, h.end])
       expect(hops).toEqual([[hosts.a.id, 0, 1], [hosts.b.id, 2, 3], [tailId, 4, 4]])
+      // Every decode step after the first hop went host to host (browser → browser → Node).
+      expect(res.body.clawnet.pushed_steps).toBe(2 * (ref.generated_tokens.length - 1))
     }
     // Scripts see what the UI shows: the shard table, and each generation with its route.
     const shards = await client.get('/v1/mesh/shards')
@@ -132,6 +134,8 @@ describe('distributed inference: Chromium (WebGPU) and Node peers host ranges of
     expect(routes[0].hops.find((h: any) => h.start === 2).peer).toBe(killed)
     expect(routes.at(-1).hops.find((h: any) => h.start === 2).peer).not.toBe(killed)
     expect(routes.at(-1).reason).toMatch(/moved off/)
+    // The replacement was linked into the chain: hosts went on pushing after the failover.
+    expect(last.clawnet.pushed_steps).toBeGreaterThan(0)
   })
 
   it('the openai client streams a chat completion and a completion from the Node peer', async () => {

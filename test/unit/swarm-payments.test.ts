@@ -3,57 +3,27 @@ import { streamPair } from '@libp2p/utils'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Connection } from '@libp2p/interface'
-import { ShardServer, type HostedRange } from '../../src/swarm/server.ts'
+import { ShardServer } from '../../src/swarm/server.ts'
 import { HopSession } from '../../src/swarm/hop.ts'
 import { sessionFrames } from '../../src/swarm/session-wire.ts'
-import { signReceipt, WorkMeter } from '../../src/ledger/receipts.ts'
+import { signReceipt } from '../../src/ledger/receipts.ts'
+import { fakeRange, meteredHost } from '../helpers/fake-shard.ts'
 import { DEFAULT_POLICY, type Policy } from '../../src/ledger/policy.ts'
-import type { ClientPayments, HostPayments, HostMeter } from '../../src/swarm/payments.ts'
+import type { ClientPayments } from '../../src/swarm/payments.ts'
 
 const DIM = 4
 const BLOCKS = 2
 /** Settlement asked for every 3 tokens (× 2 blocks), serving stopped at 6 unpaid tokens. */
 const POLICY: Policy = { ...DEFAULT_POLICY, work: { pricePerUnit: 1, settleEveryUnits: 3 * BLOCKS } }
 
-/** A range whose blocks pass hidden states through: the payment rules are what is under test. */
-function fakeRange (): HostedRange {
-  const range = {
-    first: 0,
-    last: BLOCKS - 1,
-    newCache: () => ({ position: 0, dispose () {} }),
-    forward: async (h: Float32Array, n: number, cache: { position: number }) => { cache.position += n; return h.slice() }
-  }
-  return { model: 'm'.repeat(64), name: 'fake', config: { dim: DIM, nLayers: 5, nKvHeads: 1, headDim: DIM, contextLength: 256 } as any, range: range as any, maxChunk: 16 }
-}
-
-/** Host payments on real WorkMeters; `meters` lets the test play the ledger that reports payments. */
-function meteredHost (server: string): { payments: HostPayments, meters: WorkMeter[] } {
-  const meters: WorkMeter[] = []
-  return {
-    meters,
-    payments: {
-      meter: (client, session): HostMeter => {
-        const m = new WorkMeter(client, server, session, POLICY)
-        meters.push(m)
-        return {
-          accept: async r => await m.accept(r),
-          get signedUnits () { return m.latest != null ? m.latest.tokens * m.latest.layers : 0 },
-          get wantsSettlement () { return m.wantsSettlement },
-          get mustPause () { return m.mustPause },
-          close: () => {}
-        }
-      }
-    }
-  }
-}
-
 async function setup () {
   const clientKey = await generateKeyPair('Ed25519')
   const serverKey = await generateKeyPair('Ed25519')
   const client = peerIdFromPrivateKey(clientKey)
   const server = peerIdFromPrivateKey(serverKey).toString()
-  const host = meteredHost(server)
-  const shard = new ShardServer(fakeRange(), { cacheBudgetBytes: 1 << 20, payments: host.payments }, 1)
+  const host = meteredHost(server, POLICY)
+  // A range whose blocks pass hidden states through: the payment rules are what is under test.
+  const shard = new ShardServer(fakeRange(DIM, BLOCKS), { cacheBudgetBytes: 1 << 20, payments: host.payments }, 1)
   const [outbound, inbound] = await streamPair()
   const served = shard.handle(inbound, { remotePeer: client } as unknown as Connection)
   const conn = { newStream: async () => outbound } as unknown as Connection
