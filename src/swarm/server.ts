@@ -69,8 +69,9 @@ export interface ServedStats {
 
 /**
  * Serves one hosted block range to many clients: each stream is one session with its own KV
- * cache over the shared weights. Forward calls are serialised (one ONNX session); everything
- * is driven by stream events, so a hidden tab keeps serving without timers.
+ * cache over the shared weights, fed by its client and by the previous hop's pushes. Forward
+ * calls are serialised (one ONNX session); everything is driven by stream events, so a hidden
+ * tab keeps serving without timers (the one timer, a bound on waiting for a receipt, only ends a wait).
  */
 export class ShardServer {
   private readonly sessions = new Map<number, Session>()
