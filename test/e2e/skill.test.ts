@@ -125,7 +125,7 @@ describe('the OpenClaw skill, command by command', () => {
   it('3: lists who is in the mesh', async () => {
     await waitFor('the peers to know each other', async () => (await friend.get('/v1/mesh/peers') as any[]).some(p => p.id === selfId && p.connection.transport !== 'none'), 30_000)
     const out = await block(3, mesh('peers'))
-    expect(out).toMatch(new RegExp(`^friend\\t${friendId}\\tnode\\t(webrtc|relayed)`, 'm'))
+    expect(out).toMatch(new RegExp(`^friend\\t${friendId}\\tnode\\t(tcp|webrtc|relayed)`, 'm'))
   })
 
   it('4: reads and posts in the tavern', async () => {
