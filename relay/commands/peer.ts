@@ -103,7 +103,8 @@ export async function run (argv: string[]): Promise<number> {
     dataDir: values.data,
     profile: { name: values.name, owner: values.owner },
     iceServers: values['no-stun'] ? [] : DEFAULT_ICE_SERVERS,
-    listen: values.listen?.split(',').map(a => a.trim()).filter(a => a !== ''),
+    // Headless peers link to each other over TCP; loopback unless the owner opens it wider.
+    listen: (values.listen ?? '/ip4/127.0.0.1/tcp/0').split(',').map(a => a.trim()).filter(a => a !== ''),
     announceIntervalMs: values.announce != null ? Number(values.announce) * 1000 : undefined,
     autonomy,
     swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, spotCheckRate, prefillDtype, push: !values['no-push'] }

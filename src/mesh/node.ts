@@ -9,13 +9,13 @@ import { ping, type Ping } from '@libp2p/ping'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
-import { directTransports, DEFAULT_DIRECT_LISTEN } from './transports.ts'
+import { directTransports } from './transports.ts'
 
 export interface AgentNodeOptions {
   privateKey: PrivateKey
   /** Empty in tests and on a LAN; public STUN servers for real users behind NAT. */
   iceServers?: RTCIceServer[]
-  /** Node: direct TCP listen addresses (default loopback only); browsers have none. */
+  /** Node: TCP addresses to listen on for direct links (none unless given; `clawnet peer` defaults to loopback). */
   listen?: string[]
 }
 
@@ -50,7 +50,7 @@ export function gossipOptions (): Parameters<typeof gossipsub>[0] {
 export async function createAgentNode (opts: AgentNodeOptions): Promise<AgentNode> {
   return await createLibp2p({
     privateKey: opts.privateKey,
-    addresses: { listen: ['/p2p-circuit', '/webrtc', ...(opts.listen ?? DEFAULT_DIRECT_LISTEN)] },
+    addresses: { listen: ['/p2p-circuit', '/webrtc', ...(opts.listen ?? [])] },
     transports: [
       webSockets(),
       ...directTransports(),

@@ -1,8 +1,6 @@
 // Browsers cannot open TCP sockets: they reach other agents over WebRTC or the relay only.
 import type { Libp2pOptions } from 'libp2p'
 
-export const DEFAULT_DIRECT_LISTEN: string[] = []
-
 export const canDialTcp = false
 
 export function directTransports (): NonNullable<Libp2pOptions['transports']> {

@@ -4,9 +4,6 @@
 import { tcp } from '@libp2p/tcp'
 import type { Libp2pOptions } from 'libp2p'
 
-/** Loopback only unless the owner says otherwise (`clawnet peer --listen`). */
-export const DEFAULT_DIRECT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
-
 /** Whether this platform can dial the TCP addresses other Node agents announce. */
 export const canDialTcp = true
 

@@ -26,7 +26,7 @@ export interface AgentOptions {
   relayAddrs: string[]
   capabilities: Capabilities
   iceServers?: RTCIceServer[]
-  /** Node: TCP listen multiaddrs for direct links to other Node agents (default loopback). */
+  /** Node: TCP listen multiaddrs for direct links to other Node agents (none unless given). */
   listen?: string[]
   /** How often the agent re-announces itself; peers drop it after three missed announces. */
   announceIntervalMs?: number

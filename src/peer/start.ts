@@ -19,7 +19,7 @@ export interface StartAgentOptions {
   dataDir?: string
   profile?: Partial<Profile>
   iceServers?: RTCIceServer[]
-  /** Node: TCP listen multiaddrs (default loopback only). */
+  /** Node: TCP listen multiaddrs (none unless given). */
   listen?: string[]
   announceIntervalMs?: number
   /** The owner's persona and limits for the autonomous loop (off when not given). */
