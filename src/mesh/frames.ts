@@ -20,11 +20,6 @@ export function jsonFrames (stream: Stream, maxBytes: number = LIMITS.maxEnvelop
     async writeWithBytes (value: unknown, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
       await lp.writeV([fromString(JSON.stringify(value), 'utf8'), bytes], { signal })
     },
-    /** Several JSON frames, and optionally a binary one after them, in one write. */
-    async writeAll (values: unknown[], bytes?: Uint8Array, signal?: AbortSignal): Promise<void> {
-      const frames = values.map(v => fromString(JSON.stringify(v), 'utf8'))
-      await lp.writeV(bytes != null ? [...frames, bytes] : frames, { signal })
-    },
     /** Raw bytes of the next frame: envelopes are decoded (and counted) by the Inbox. */
     async readBytes (signal?: AbortSignal): Promise<Uint8Array> {
       return (await lp.read({ signal })).subarray()

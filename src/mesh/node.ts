@@ -45,7 +45,7 @@ export function gossipOptions (): Parameters<typeof gossipsub>[0] {
 /**
  * One libp2p node for an agent, browser or Node: the libp2p packages pick their platform
  * builds themselves (native WebSocket/RTCPeerConnection in browsers, ws/node-datachannel in Node);
- * Node agents also listen on TCP (transports.ts).
+ * Node agents can also dial TCP, and listen on it when given addresses (transports.ts).
  */
 export async function createAgentNode (opts: AgentNodeOptions): Promise<AgentNode> {
   return await createLibp2p({

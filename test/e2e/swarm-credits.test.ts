@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startRelay, MODELS_DIR } from '../helpers/relay.ts'
-import { startPeerProcess, waitFor, type PeerProcess } from '../helpers/peer-process.ts'
+import { startPeerProcess, waitFor, waitForCoverage, type PeerProcess } from '../helpers/peer-process.ts'
 import { CREDIT } from '../../src/ledger/block.ts'
 import { DEFAULT_POLICY } from '../../src/ledger/policy.ts'
 
@@ -35,10 +35,7 @@ describe('inference over the mesh is paid through the ledger', () => {
     tail = await startPeerProcess(relay.url, 'tail-host', ['--model', MODEL_FILE, '--layers', '2-4'])
     client = await startPeerProcess(relay.url, 'client')
     for (const [name, p] of Object.entries({ head, tail, client })) ids[name] = (await p.get('/v1/mesh/self')).id
-    await waitFor('the client to see blocks 0-4 covered', async () => {
-      const v = await client.get('/v1/swarm')
-      return v.models.length === 1 && v.models[0].missing.length === 0
-    }, 30_000, 300)
+    await waitForCoverage(client)
   })
 
   afterAll(async () => {

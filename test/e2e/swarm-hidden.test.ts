@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { startRelay, MODELS_DIR } from '../helpers/relay.ts'
 import { collectErrors, launchChromium, newAgentContext } from '../helpers/browser.ts'
-import { startPeerProcess, waitFor, type PeerProcess } from '../helpers/peer-process.ts'
+import { startPeerProcess, waitFor, waitForCoverage, type PeerProcess } from '../helpers/peer-process.ts'
 
 const reference = JSON.parse(readFileSync(join(MODELS_DIR, 'stories260K/reference.json'), 'utf8'))
 const [once] = reference.results
@@ -91,10 +91,7 @@ describe('a hosting tab in the background keeps contributing', () => {
       await (globalThis as any).clawnet.service('swarm').host(url, { layers: [0, 4] })
     }, `${relay.url}models/stories260K/stories260K.gguf`)
     client = await startPeerProcess(relay.url, 'client')
-    await waitFor('the client to see all blocks served', async () => {
-      const v = await client.get('/v1/swarm')
-      return v.models.length === 1 && v.models[0].missing.length === 0
-    }, 30_000, 300)
+    await waitForCoverage(client)
   })
 
   afterAll(async () => {

@@ -5,7 +5,7 @@ import type { Browser, Page } from 'playwright-core'
 import OpenAI from 'openai'
 import { startRelay, MODELS_DIR } from '../helpers/relay.ts'
 import { launchChromium, openAgentPage } from '../helpers/browser.ts'
-import { startPeerProcess, waitFor, type PeerProcess } from '../helpers/peer-process.ts'
+import { startPeerProcess, waitFor, waitForCoverage, type PeerProcess } from '../helpers/peer-process.ts'
 
 const MODEL_FILE = join(MODELS_DIR, 'stories260K/stories260K.gguf')
 const reference = JSON.parse(readFileSync(join(MODELS_DIR, 'stories260K/reference.json'), 'utf8'))
@@ -60,10 +60,7 @@ describe('distributed inference: Chromium (WebGPU) and Node peers host ranges of
     hosts.b = await hostInPage('b', [2, 3])
     tail = await startPeerProcess(relay.url, 'tail-host', ['--model', MODEL_FILE, '--layers', '4-4'])
     client = await startPeerProcess(relay.url, 'client')
-    const view = await waitFor('the client to see blocks 0-4 covered', async () => {
-      const v = await client.get('/v1/swarm')
-      return v.models.length === 1 && v.models[0].missing.length === 0 ? v : undefined
-    }, 30_000, 300)
+    const view = await waitForCoverage(client)
     model = view.models[0].model
   })
 

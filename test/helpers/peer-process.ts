@@ -79,3 +79,11 @@ export async function waitFor<T> (what: string, fn: () => Promise<T | undefined 
   }
   throw new Error(`timed out waiting for ${what}${last != null ? `: ${String(last)}` : ''}`)
 }
+
+/** Waits until `peer` sees one model in the mesh with every block served; returns its swarm view. */
+export async function waitForCoverage (peer: PeerProcess, timeoutMs = 30_000): Promise<any> {
+  return await waitFor('the client to see every block of the model served', async () => {
+    const v = await peer.get('/v1/swarm')
+    return v.models.length === 1 && v.models[0].missing.length === 0 ? v : undefined
+  }, timeoutMs, 300)
+}

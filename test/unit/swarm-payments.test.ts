@@ -97,7 +97,8 @@ describe('paying for inference sessions', () => {
     const { session } = await frames.readJson()
     const other = await generateKeyPair('Ed25519')
     const forged = await signReceipt({ client: peerIdFromPrivateKey(other).toString(), server, model: 'm'.repeat(64), session, tokens: 100, layers: BLOCKS, ts: Date.now() }, other)
-    await frames.writeAll([{ type: 'receipt', receipt: forged }, { type: 'step', position: 0, tokens: 1 }], new Uint8Array(new Float32Array(DIM).buffer))
+    await frames.write({ type: 'receipt', receipt: forged })
+    await frames.writeWithBytes({ type: 'step', position: 0, tokens: 1 }, new Uint8Array(new Float32Array(DIM).buffer))
     expect(await frames.readJson()).toMatchObject({ ok: false, error: 'bad-request' })
     await served
   })
