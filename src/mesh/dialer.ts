@@ -3,6 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Connection } from '@libp2p/interface'
 import type { AgentNode } from './node.ts'
 import { isDirect, transportOf } from './connections.ts'
+import type { Transport } from '../protocol/messages.ts'
 import { canDialTcp } from './transports.ts'
 
 /** A plain TCP listen address (not the relay's WebSocket, not a circuit through it). */
@@ -26,6 +27,10 @@ export function candidateAddrs (peerId: string, announced: string[], relayAddrs:
   return [...new Set([...direct, ...webrtc, ...circuit])].map(a => multiaddr(a))
 }
 
+/** Agents whose TCP addresses did not answer, and when: not tried again for a while. */
+const tcpFailures = new WeakMap<AgentNode, Map<string, number>>()
+const TCP_RETRY_MS = 5 * 60_000
+
 /** One side of each pair dials (the smaller id), so two agents never race to open two links. */
 export function shouldDial (selfId: string, otherId: string): boolean {
   return selfId < otherId
@@ -36,25 +41,44 @@ export function shouldDial (selfId: string, otherId: string): boolean {
  * under load. Falls back to the relayed circuit where no direct link can be made.
  */
 export async function connectTo (node: AgentNode, peerId: string, addrs: Multiaddr[], opts: { attempts?: number, timeoutMs?: number } = {}): Promise<Connection> {
-  const existing = node.getConnections(peerIdFromString(peerId)).find(c => c.status === 'open' && isDirect(transportOf(c)))
-  if (existing != null) return existing
+  const open = node.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
+  const existing = open.find(c => transportOf(c) === 'tcp') ?? open.find(c => isDirect(transportOf(c)))
+  const failed = tcpFailures.get(node) ?? new Map<string, number>()
+  tcpFailures.set(node, failed)
+  const candidates = Date.now() - (failed.get(peerId) ?? -Infinity) < TCP_RETRY_MS ? addrs.filter(a => !isTcpAddr(a.toString())) : addrs
+  if (existing != null && !canImprove(transportOf(existing), candidates)) return existing
   let lastErr: unknown
-  // Exhaust the direct addresses before settling for a relayed circuit.
-  for (const addr of addrs) {
+  // Exhaust the direct addresses before settling for a relayed circuit (or keeping the WebRTC
+  // link a TCP address could not replace).
+  for (const addr of existing != null ? candidates.filter(a => isTcpAddr(a.toString())) : candidates) {
     // A TCP address either answers at once or is not reachable from here (a loopback or LAN
     // address announced to the whole mesh): one short try, then WebRTC.
     const tcp = isTcpAddr(addr.toString())
     const attempts = tcp ? 1 : opts.attempts ?? 3
     for (let i = 0; i < attempts; i++) {
       try {
-        return await node.dial(addr, { signal: AbortSignal.timeout(tcp ? 3000 : opts.timeoutMs ?? 10_000) })
+        // `force`: libp2p would otherwise hand back the WebRTC link this dial means to replace.
+        return await node.dial(addr, { signal: AbortSignal.timeout(tcp ? 3000 : opts.timeoutMs ?? 10_000), force: existing != null })
       } catch (err) {
         lastErr = err
+        if (tcp) failed.set(peerId, Date.now())
         await new Promise(resolve => setTimeout(resolve, 250 * (i + 1)))
       }
     }
   }
+  if (existing != null) return existing
   throw new Error(`cannot reach ${peerId}: ${(lastErr as Error)?.message ?? 'no address'}`)
+}
+
+/**
+ * A link worth replacing: any that is not direct, and a WebRTC one where the agent has a TCP
+ * address (two Node agents can find each other over WebRTC before either has heard the other's
+ * TCP addresses; every hidden state pushed between them would then pay for it).
+ */
+export function canImprove (current: Transport, addrs: Array<Multiaddr | string>): boolean {
+  if (current === 'tcp') return false
+  if (current !== 'webrtc') return true
+  return addrs.some(a => isTcpAddr(a.toString()))
 }
 
 /**

@@ -8,7 +8,7 @@ import { ChatLog } from '../mesh/chat-log.ts'
 import { Emitter } from '../mesh/emitter.ts'
 import { RelayLink } from '../mesh/relay-link.ts'
 import { bestTransport, isDirect } from '../mesh/connections.ts'
-import { candidateAddrs, connectTo, isTcpAddr, overLink, shouldDial } from '../mesh/dialer.ts'
+import { canImprove, candidateAddrs, connectTo, isTcpAddr, overLink, shouldDial } from '../mesh/dialer.ts'
 import { answerHello, sayHello, type HelloRefusal } from '../mesh/hello.ts'
 import { DirectRefused, receiveDirect, sendDirectEnvelope } from '../mesh/direct.ts'
 import { PROTOCOLS, TOPICS } from '../mesh/topics.ts'
@@ -300,10 +300,11 @@ export class Agent implements AgentHandle {
 
   private async ensureLink (peerId: string, announced: string[]): Promise<void> {
     if (!shouldDial(this.id, peerId) || this.dialing.has(peerId) || this.table.get(peerId)?.incompatible != null) return
-    if (isDirect(bestTransport(this.node.getConnections(peerIdFromString(peerId))))) return
+    const addrs = candidateAddrs(peerId, announced, this.relay.addrs)
+    if (!canImprove(bestTransport(this.node.getConnections(peerIdFromString(peerId))), addrs)) return
     this.dialing.add(peerId)
     try {
-      await connectTo(this.node, peerId, candidateAddrs(peerId, announced, this.relay.addrs))
+      await connectTo(this.node, peerId, addrs)
     } catch {
       // Retried on its next announce.
     } finally {

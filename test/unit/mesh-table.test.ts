@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { PeerTable } from '../../src/mesh/peer-table.ts'
 import { transportOf, bestTransport } from '../../src/mesh/connections.ts'
-import { candidateAddrs, shouldDial } from '../../src/mesh/dialer.ts'
+import { canImprove, candidateAddrs, shouldDial } from '../../src/mesh/dialer.ts'
 import { RateLimiter } from '../../src/mesh/rate-limit.ts'
 import type { Envelope } from '../../src/protocol/envelope.ts'
 import type { AnnounceBody } from '../../src/protocol/messages.ts'
@@ -63,6 +63,15 @@ describe('transports', () => {
     expect(fromBrowser.some(a => !a.includes('/p2p-circuit'))).toBe(false)
     // The relay's own WebSocket address is not a TCP listener of the agent.
     expect(candidateAddrs(B, [RELAY], [], true)).toHaveLength(0)
+  })
+  it('replaces a WebRTC link with TCP where the agent has a TCP address, and keeps TCP', () => {
+    const tcp = `/ip4/127.0.0.1/tcp/40001/p2p/${B}`
+    const circuit = `${RELAY}/p2p-circuit/webrtc/p2p/${B}`
+    expect(canImprove('webrtc', [tcp, circuit])).toBe(true)
+    expect(canImprove('webrtc', [circuit])).toBe(false)
+    expect(canImprove('tcp', [tcp])).toBe(false)
+    expect(canImprove('relayed', [circuit])).toBe(true)
+    expect(canImprove('none', [])).toBe(true)
   })
   it('lets exactly one side of a pair dial', () => {
     expect(shouldDial(A, B)).not.toBe(shouldDial(B, A))
