@@ -1,6 +1,7 @@
 import { lpStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
 import { fromString, toString } from 'uint8arrays'
+import * as varint from 'uint8-varint'
 import { LIMITS } from '../protocol/limits.ts'
 
 /**
@@ -9,16 +10,19 @@ import { LIMITS } from '../protocol/limits.ts'
  */
 export function jsonFrames (stream: Stream, maxBytes: number = LIMITS.maxEnvelopeBytes) {
   const lp = lpStream(stream, { maxDataLength: maxBytes })
+  const send = async (parts: Uint8Array[], signal?: AbortSignal): Promise<void> => {
+    if (!stream.send(contiguous(parts))) await stream.onDrain({ signal })
+  }
   return {
     async write (value: unknown, signal?: AbortSignal): Promise<void> {
-      await lp.write(fromString(JSON.stringify(value), 'utf8'), { signal })
+      await send([fromString(JSON.stringify(value), 'utf8')], signal)
     },
     async writeBytes (bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
-      await lp.write(bytes, { signal })
+      await send([bytes], signal)
     },
     /** A JSON header and its binary payload as two frames in one write (one network message). */
     async writeWithBytes (value: unknown, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
-      await lp.writeV([fromString(JSON.stringify(value), 'utf8'), bytes], { signal })
+      await send([fromString(JSON.stringify(value), 'utf8'), bytes], signal)
     },
     /** Raw bytes of the next frame: envelopes are decoded (and counted) by the Inbox. */
     async readBytes (signal?: AbortSignal): Promise<Uint8Array> {
@@ -28,4 +32,21 @@ export function jsonFrames (stream: Stream, maxBytes: number = LIMITS.maxEnvelop
       return JSON.parse(toString(await this.readBytes(signal), 'utf8'))
     }
   }
+}
+
+/**
+ * Length-prefixed frames in one buffer: the encrypted transports write each piece of a message
+ * to the socket separately, and every write can wake the receiver for a fragment (a header and
+ * a tensor as four pieces cost seven writes over TCP + Noise + Yamux, as one buffer four).
+ */
+function contiguous (parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + varint.encodingLength(p.byteLength) + p.byteLength, 0))
+  let at = 0
+  for (const part of parts) {
+    varint.encode(part.byteLength, out, at)
+    at += varint.encodingLength(part.byteLength)
+    out.set(part, at)
+    at += part.byteLength
+  }
+  return out
 }
