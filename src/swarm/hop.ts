@@ -3,7 +3,7 @@ import { INFERENCE_PROTOCOL } from './messages.ts'
 import { decodeTensor, encodeTensor, type WireDType } from './tensor-codec.ts'
 import { SessionFailure, sessionFrames, type SessionReply } from './session-wire.ts'
 import type { Hop } from './routing.ts'
-import type { ClientPayments, WorkReceipt } from './payments.ts'
+import { RECEIPT_EVERY_TOKENS, type ClientPayments, type WorkReceipt } from './payments.ts'
 
 /** The client's end of one inference session with one server (one hop of the chain). */
 export class HopSession {
@@ -12,8 +12,9 @@ export class HopSession {
   paySession?: string
   /** The id under which the previous hop may push into this session, when the host takes pushes. */
   pushId?: string
-  /** The receipt for everything served so far; sent as soon as it is signed. */
+  /** The latest receipt, sent as soon as it is signed, and the position it covers. */
   private receipt?: Promise<WorkReceipt>
+  private signedPosition = 0
   /** Frames go out one write at a time (receipts are written while steps are in flight). */
   private writing: Promise<unknown> = Promise.resolve()
   /** The host asked at its last reply to be paid. */
@@ -73,7 +74,21 @@ export class HopSession {
 
   /** The signed receipt covering every token this host served in the session, if it charges. */
   async latestReceipt (): Promise<WorkReceipt | undefined> {
+    if (this.signedPosition < this.position) this.signReceipt()
     return await this.receipt
+  }
+
+  /**
+   * Signs for everything served so far, off the critical path, and sends it as soon as it is
+   * ready: with pushes, no frame of ours may be going to this host soon.
+   */
+  private signReceipt (): void {
+    if (this.paySession == null) return
+    this.signedPosition = this.position
+    const receipt = this.payments!.sign({ server: this.hop.peer, model: this.model, session: this.paySession, tokens: this.position, layers: this.hop.end - this.hop.start + 1 })
+    this.receipt = receipt
+    // A failed signature or a closed stream surfaces at the next exchange, not as an unhandled rejection now.
+    void receipt.then(async r => { await this.write(async () => { await this.frames.write({ type: 'receipt', receipt: r }) }) }).catch(() => {})
   }
 
   private async write (fn: () => Promise<void>): Promise<void> {
@@ -86,7 +101,7 @@ export class HopSession {
   async step (hidden: Float32Array, tokens: number, dtype: WireDType = this.dtype, forward = false): Promise<Float32Array> {
     const t0 = performance.now()
     await this.call(async signal => {
-      // The host serves a step only once it holds our receipt for the ones before.
+      // A receipt being signed goes out before the step.
       await this.receipt
       const request = { type: 'step', position: this.position, tokens, dtype: dtype !== this.dtype ? dtype : undefined, forward: forward || undefined }
       const tensor = encodeTensor(hidden, dtype, this.dim)
@@ -115,14 +130,7 @@ export class HopSession {
       this.position += tokens
       this.settleAsked = reply.settle === true
       this.pushed = reply.pushed === true
-      // Signed off the critical path and sent as soon as it is ready: with pushes, no frame of
-      // ours may be going to this host soon, and it serves the next step only once it has it.
-      if (this.paySession != null) {
-        const receipt = this.payments!.sign({ server: this.hop.peer, model: this.model, session: this.paySession, tokens: this.position, layers: this.hop.end - this.hop.start + 1 })
-        this.receipt = receipt
-        // A failed signature or a closed stream surfaces at the next exchange, not as an unhandled rejection now.
-        void receipt.then(async r => { await this.write(async () => { await this.frames.write({ type: 'receipt', receipt: r }) }) }).catch(() => {})
-      }
+      if (this.position - this.signedPosition >= RECEIPT_EVERY_TOKENS) this.signReceipt()
       if (tokens === 1) {
         this.decodeWallMs.push(performance.now() - t0)
         this.decodeComputeMs.push(reply.computeMs ?? 0)
@@ -133,8 +141,8 @@ export class HopSession {
 
   async close (): Promise<void> {
     try {
-      // The last receipt goes out before the close (the host may settle on it).
-      await this.receipt?.catch(() => {})
+      // The last receipt covers the whole session and goes out before the close (the host may settle on it).
+      await this.latestReceipt().catch(() => {})
       await this.write(async () => { await this.frames.write({ type: 'close' }, AbortSignal.timeout(2000)) })
       await this.stream.close()
     } catch {

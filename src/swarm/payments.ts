@@ -6,6 +6,19 @@
 export type { WorkReceipt } from '../ledger/receipts.ts'
 import type { WorkReceipt } from '../ledger/receipts.ts'
 
+/**
+ * A client signs a receipt for a host at least every this many tokens the host served it (and
+ * at the end of the session), not after every step: each receipt is a signature, a verification
+ * and a message on the hop's critical path, for a few tokens' worth of micro-credits.
+ */
+export const RECEIPT_EVERY_TOKENS = 16
+
+/**
+ * How far the work a host has done may run ahead of the client's latest receipt, in tokens:
+ * twice the signing period, so a receipt still on its way never stalls a step.
+ */
+export const UNSIGNED_TOKENS_ALLOWED = 2 * RECEIPT_EVERY_TOKENS
+
 /** One payment the client made to a host for a session. */
 export interface Settlement {
   server: string

@@ -4,7 +4,7 @@ import type { LlamaConfig } from '../model/config.ts'
 import { decodeTensor, encodeTensor, WIRE_DTYPES, type WireDType } from './tensor-codec.ts'
 import { SessionFailure, sessionFrames, type PushStep, type SessionReply, type SessionRequest } from './session-wire.ts'
 import { PUSH_PROTOCOL } from './messages.ts'
-import type { HostMeter, HostPayments, WorkReceipt } from './payments.ts'
+import { UNSIGNED_TOKENS_ALLOWED, type HostMeter, type HostPayments, type WorkReceipt } from './payments.ts'
 
 export interface HostedRange {
   /** Manifest id of the model. */
@@ -278,14 +278,15 @@ export class ShardServer {
   private async step (s: Session, req: StepRequest, bytes: Uint8Array, source: 'client' | 'push'): Promise<boolean> {
     if (!this.sessions.has(s.id)) return false
     if (s.meter != null) {
-      let refusal = paymentRefusal(s.meter, s.tokens * this.blocks)
+      const mustBeSigned = Math.max(0, s.tokens - UNSIGNED_TOKENS_ALLOWED) * this.blocks
+      let refusal = paymentRefusal(s.meter, mustBeSigned)
       // A pushed step can overtake the client's receipt for the step before it.
       if (refusal != null && source === 'push' && !s.meter.mustPause) {
         await new Promise<void>(resolve => {
           const t = setTimeout(resolve, RECEIPT_WAIT_MS)
           s.receiptWaiters.push(() => { clearTimeout(t); resolve() })
         })
-        refusal = paymentRefusal(s.meter, s.tokens * this.blocks)
+        refusal = paymentRefusal(s.meter, mustBeSigned)
       }
       if (refusal != null) {
         await s.reply(refusal)
@@ -376,11 +377,12 @@ export class ShardServer {
 }
 
 /**
- * Work is signed for before more is done, and paid for within a bound: a client that stops
- * signing loses its session at once, one that stops paying after twice the settlement period.
+ * Work is signed for within a few tokens, and paid for within a bound: a client that stops
+ * signing loses its session within `UNSIGNED_TOKENS_ALLOWED` tokens, one that stops paying after
+ * twice the settlement period.
  */
-function paymentRefusal (meter: HostMeter, servedUnits: number): SessionReply | undefined {
-  if (meter.signedUnits < servedUnits) return { ok: false, error: 'payment-required', detail: `no signed receipt for the ${servedUnits} token-blocks served so far (signed: ${meter.signedUnits})` }
+function paymentRefusal (meter: HostMeter, mustBeSigned: number): SessionReply | undefined {
+  if (meter.signedUnits < mustBeSigned) return { ok: false, error: 'payment-required', detail: `no signed receipt for the first ${mustBeSigned} token-blocks served (signed: ${meter.signedUnits}); sign at least every ${UNSIGNED_TOKENS_ALLOWED} tokens` }
   if (meter.mustPause) return { ok: false, error: 'payment-required', detail: 'too much work is unpaid: settle through the ledger, then open a new session' }
   return undefined
 }

@@ -9,12 +9,12 @@ import { sessionFrames } from '../../src/swarm/session-wire.ts'
 import { signReceipt } from '../../src/ledger/receipts.ts'
 import { fakeRange, meteredHost } from '../helpers/fake-shard.ts'
 import { DEFAULT_POLICY, type Policy } from '../../src/ledger/policy.ts'
-import type { ClientPayments } from '../../src/swarm/payments.ts'
+import { RECEIPT_EVERY_TOKENS, UNSIGNED_TOKENS_ALLOWED, type ClientPayments } from '../../src/swarm/payments.ts'
 
 const DIM = 4
 const BLOCKS = 2
-/** Settlement asked for every 3 tokens (× 2 blocks), serving stopped at 6 unpaid tokens. */
-const POLICY: Policy = { ...DEFAULT_POLICY, work: { pricePerUnit: 1, settleEveryUnits: 3 * BLOCKS } }
+/** Settlement asked for from 20 signed unpaid tokens (× 2 blocks), serving stopped at 40. */
+const POLICY: Policy = { ...DEFAULT_POLICY, work: { pricePerUnit: 1, settleEveryUnits: 20 * BLOCKS } }
 
 async function setup () {
   const clientKey = await generateKeyPair('Ed25519')
@@ -43,7 +43,7 @@ describe('paying for inference sessions', () => {
     expect(s.paySession).toMatch(/^[0-9a-f]{32}$/)
     const asked: boolean[] = []
     let refusal: any
-    for (let i = 0; i < 20 && refusal == null; i++) {
+    for (let i = 0; i < 60 && refusal == null; i++) {
       try {
         await s.step(step(), 1)
         asked.push(s.settleAsked)
@@ -51,11 +51,13 @@ describe('paying for inference sessions', () => {
         refusal = err
       }
     }
-    // A receipt travels with the next step, so the host's count trails by one token: it asks once
-    // 3 tokens (× 2 blocks) are signed and unpaid, and refuses the step after 6.
-    expect(asked).toEqual([false, false, false, true, true, true])
+    // Receipts come every RECEIPT_EVERY_TOKENS (16) tokens: the one for 32 tokens (64 units, at
+    // least 40) makes the host ask with every reply from then on, the one for 48 (96, at least
+    // twice 40) makes it refuse the next step.
+    expect(RECEIPT_EVERY_TOKENS).toBe(16)
+    expect(asked).toEqual([...Array(32).fill(false), ...Array(16).fill(true)])
     expect(refusal?.code).toBe('payment-required')
-    expect(host.meters[0].unsettledUnits).toBe(2 * POLICY.work.settleEveryUnits)
+    expect(host.meters[0].unsettledUnits).toBe(48 * BLOCKS)
     // The host ended the session: nothing more is served on it.
     await served
     await expect(s.step(step(), 1)).rejects.toMatchObject({ code: 'transport' })
@@ -64,28 +66,36 @@ describe('paying for inference sessions', () => {
   it('a client that pays when asked keeps being served', async () => {
     const { conn, server, host, served, payments } = await setup()
     const s = await HopSession.open(conn, { peer: server, start: 0, end: BLOCKS - 1 } as any, 'm'.repeat(64), 64, { dtype: 'f32', dim: DIM, timeoutMs: 5000, payments })
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 60; i++) {
       await s.step(step(), 1)
       // What the ledger does when the client's payment for the latest receipt arrives.
       if (s.settleAsked) host.meters[0].settled(host.meters[0].latest!.tokens * BLOCKS)
     }
-    expect(s.position).toBe(20)
+    expect(s.position).toBe(60)
+    expect(host.meters[0].unsettledUnits).toBeLessThan(2 * POLICY.work.settleEveryUnits)
     await s.close()
     await served
   })
 
-  it('a client that stops sending receipts is refused at its next step', async () => {
+  it('a client that stops sending receipts is refused once the host is UNSIGNED_TOKENS_ALLOWED tokens ahead', async () => {
     const { served, outbound } = await setup()
     const frames = sessionFrames(outbound)
     await frames.write({ type: 'open', model: 'm'.repeat(64), start: 0, end: BLOCKS - 1, maxLength: 64, dtype: 'f32' })
     const open = await frames.readJson()
     expect(open).toMatchObject({ ok: true })
     expect(typeof open.session).toBe('string')
-    await frames.writeWithBytes({ type: 'step', position: 0, tokens: 2 }, new Uint8Array(new Float32Array(2 * DIM).buffer))
-    expect(await frames.readJson()).toMatchObject({ ok: true, tokens: 2 })
+    const half = UNSIGNED_TOKENS_ALLOWED / 2
+    // Served without any receipt while the host is at most UNSIGNED_TOKENS_ALLOWED tokens ahead…
+    for (const position of [0, half]) {
+      await frames.writeWithBytes({ type: 'step', position, tokens: half }, new Uint8Array(new Float32Array(half * DIM).buffer))
+      expect(await frames.readJson()).toMatchObject({ ok: true, tokens: half })
+      await frames.readBytes()
+    }
+    // …and refused one token beyond.
+    await frames.writeWithBytes({ type: 'step', position: 2 * half, tokens: 1 }, new Uint8Array(new Float32Array(DIM).buffer))
+    expect(await frames.readJson()).toMatchObject({ ok: true, tokens: 1 })
     await frames.readBytes()
-    // The second step comes without a receipt for the first one's 2 tokens × 2 blocks.
-    await frames.writeWithBytes({ type: 'step', position: 2, tokens: 1 }, new Uint8Array(new Float32Array(DIM).buffer))
+    await frames.writeWithBytes({ type: 'step', position: 2 * half + 1, tokens: 1 }, new Uint8Array(new Float32Array(DIM).buffer))
     expect(await frames.readJson()).toMatchObject({ ok: false, error: 'payment-required' })
     await served
   })

@@ -8,7 +8,7 @@ import { HopSession } from '../../src/swarm/hop.ts'
 import { sessionFrames } from '../../src/swarm/session-wire.ts'
 import { signReceipt } from '../../src/ledger/receipts.ts'
 import { DEFAULT_POLICY } from '../../src/ledger/policy.ts'
-import type { ClientPayments, HostPayments } from '../../src/swarm/payments.ts'
+import { UNSIGNED_TOKENS_ALLOWED, type ClientPayments, type HostPayments } from '../../src/swarm/payments.ts'
 import { FAKE_MODEL, fakeRange, meteredHost } from '../helpers/fake-shard.ts'
 
 const DIM = 4
@@ -98,10 +98,17 @@ describe('hosts pushing decode steps along the chain', () => {
     const hopB = await HopSession.open(connTo(s => { void b.handle(s, { remotePeer: client }) }), { peer: 'host-b', start: 2, end: 3 } as any, FAKE_MODEL, 64, { dtype: 'f32', dim: DIM, timeoutMs: 3000, payments })
     expect(hopB.paySession).toBeDefined()
     expect(await hopA.link(hopB)).toBe(true)
+    // A prompt beyond what B serves unsigned: the step pushed after it must wait for its receipt.
+    const prompt = UNSIGNED_TOKENS_ALLOWED + 8
+    await hopA.step(new Float32Array(prompt * DIM).fill(1), prompt, 'f32', true)
+    expect(Array.from(await hopB.receive(prompt))).toEqual(Array(prompt * DIM).fill(4))
     for (let t = 0; t < 3; t++) {
       await hopA.step(new Float32Array(DIM).fill(t), 1, 'f32', true)
       expect(Array.from(await hopB.receive(1))).toEqual(Array(DIM).fill(2 * (t + 1)))
     }
-    await expect.poll(() => host.meters[0].latest?.tokens).toBe(3)
+    expect(host.meters[0].latest?.tokens).toBe(prompt)
+    // Closing signs for the rest.
+    await hopB.close()
+    await expect.poll(() => host.meters[0].latest?.tokens).toBe(prompt + 3)
   })
 })
