@@ -38,6 +38,7 @@ Runs a headless agent that joins the mesh through the relay.
              the range is chosen where the mesh is thinnest unless --layers pins it
   --layers   pin the hosted blocks, A-B (0-based, inclusive)
   --memory-mb  memory lent to hosting: weights and KV caches (default 2048)
+  --threads  CPU threads the hosted engine may use (default: every core)
   --spot-check  probability that a step this agent requests is re-run on a second peer (default 0)
   --no-push  as a client, carry every hidden state between hosts itself instead of having each
              host push decode steps on to the next (Petals' rpc_push; the default)
@@ -68,6 +69,7 @@ export async function run (argv: string[]): Promise<number> {
       model: { type: 'string' },
       layers: { type: 'string' },
       'memory-mb': { type: 'string', default: '2048' },
+      threads: { type: 'string' },
       'spot-check': { type: 'string', default: '0' },
       'prefill-wire': { type: 'string', default: 'f32' },
       'no-push': { type: 'boolean', default: false },
@@ -91,6 +93,8 @@ export async function run (argv: string[]): Promise<number> {
   const layers = values.layers != null ? parseLayers(values.layers) : undefined
   const memoryMb = Number(values['memory-mb'])
   if (!(memoryMb > 0)) throw new Error(`--memory-mb must be a positive number, got '${values['memory-mb']}'`)
+  const threads = values.threads != null ? Number(values.threads) : undefined
+  if (threads != null && !(Number.isInteger(threads) && threads >= 1)) throw new Error(`--threads must be a whole number of at least 1, got '${values.threads}'`)
   const prefillDtype = values['prefill-wire'] as WireDType
   if (!WIRE_DTYPES.includes(prefillDtype)) throw new Error(`--prefill-wire must be one of ${WIRE_DTYPES.join(', ')}, got '${values['prefill-wire']}'`)
   const spotCheckRate = Number(values['spot-check'])
@@ -107,7 +111,7 @@ export async function run (argv: string[]): Promise<number> {
     listen: (values.listen ?? '/ip4/127.0.0.1/tcp/0').split(',').map(a => a.trim()).filter(a => a !== ''),
     announceIntervalMs: values.announce != null ? Number(values.announce) * 1000 : undefined,
     autonomy,
-    swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, spotCheckRate, prefillDtype, push: !values['no-push'] }
+    swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, threads, spotCheckRate, prefillDtype, push: !values['no-push'] }
   })
   const log = values.log != null ? createWriteStream(values.log, { flags: 'a' }) : undefined
   if (log != null) {

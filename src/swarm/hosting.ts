@@ -56,7 +56,15 @@ async function offeredManifest (location: ModelLocation): Promise<unknown> {
  * taking only the embedding and head from a host it routes through anyway may name the model by
  * `trustedManifest` when the host offers no manifest.
  */
-export async function openForSwarm (location: ModelLocation, onProgress?: Progress, trustedManifest?: string, cache?: ChunkStore): Promise<LoadedModel> {
+export interface OpenOptions {
+  onProgress?: Progress
+  trustedManifest?: string
+  cache?: ChunkStore
+  /** CPU threads each engine may use (Node); default: ONNX Runtime's choice, every core. */
+  threads?: number
+}
+
+export async function openForSwarm (location: ModelLocation, { onProgress, trustedManifest, cache, threads }: OpenOptions = {}): Promise<LoadedModel> {
   // Remote bytes (a URL or a peer) are cached; local files and Blobs are read where they are.
   const remote = isHttp(location)
     ? cachedSource(await openSource(location), location, cache ?? chunkStore())
@@ -75,7 +83,7 @@ export async function openForSwarm (location: ModelLocation, onProgress?: Progre
   if (trustedManifest != null && full != null && full.id !== trustedManifest) {
     throw new Error(`the model offered is a different version (${full.id.slice(0, 12)}…, wanted ${trustedManifest.slice(0, 12)}…)`)
   }
-  return { opened, manifest: full?.id ?? trustedManifest!, location, runtime: await loadRuntime(), full, toVerify }
+  return { opened, manifest: full?.id ?? trustedManifest!, location, runtime: await loadRuntime({ threads }), full, toVerify }
 }
 
 /** Checks the tensors about to be loaded against a manifest that came from elsewhere. */

@@ -30,6 +30,11 @@ export interface SwarmOptions {
   spotCheckRate?: number
   /** Wire dtype of this agent's prefills as a client (q8 for slow uplinks); decode steps stay exact. */
   prefillDtype?: WireDType
+  /**
+   * CPU threads each of this agent's engines may use (Node); default: every core. Fewer keep a
+   * machine that also does other work responsive, and serve small ranges no slower.
+   */
+  threads?: number
   /** As a client, have hosts push decode steps along the chain (default on); off, the client relays each hop. */
   push?: boolean
   /** Node: where remote weight pieces are cached (browsers use Cache Storage). */
@@ -149,7 +154,7 @@ export class SwarmService implements AgentService {
       // A model id known to the mesh is loaded from the peers that hold it.
       const m = typeof location === 'string' && this.table.forModel(location).length > 0
         ? await this.openRemote(location)
-        : await openForSwarm(location, progress, undefined, this.cache)
+        : await openForSwarm(location, { onProgress: progress, cache: this.cache, threads: this.opts.threads })
       const n = m.opened.model.config.nLayers
       const [first, last] = opts.layers ?? chooseRange(this.table.forModel(m.manifest).filter(e => e.peer !== this.ctx?.id), n, this.span(m))
       if (!Number.isInteger(first) || !Number.isInteger(last) || first < 0 || last < first || last >= n) {
@@ -256,7 +261,7 @@ export class SwarmService implements AgentService {
   private async openRemote (model: string, location?: ModelLocation): Promise<LoadedModel> {
     const url = location ?? this.table.forModel(model).find(e => e.url != null)?.url
     if (url != null) {
-      const m = await openForSwarm(url, undefined, undefined, this.cache)
+      const m = await openForSwarm(url, { cache: this.cache, threads: this.opts.threads })
       if (m.manifest !== model) throw new Error(`the file at ${String(url)} is a different model version (${m.manifest.slice(0, 12)}…, wanted ${model.slice(0, 12)}…)`)
       return m
     }
@@ -265,7 +270,7 @@ export class SwarmService implements AgentService {
     let last: unknown
     for (const host of hosts) {
       try {
-        return await openForSwarm(await openPeerSource(await this.ctx.connect(host.peer), model), undefined, model, this.cache)
+        return await openForSwarm(await openPeerSource(await this.ctx.connect(host.peer), model), { trustedManifest: model, cache: this.cache, threads: this.opts.threads })
       } catch (err) {
         last = err
       }

@@ -106,7 +106,7 @@ describe('model manifests published beside the model', () => {
   it('a host of blocks 2-3 downloads about its share of the file, checked against the published manifest', async () => {
     served = 0
     const phases = new Set<string>()
-    const m = await openForSwarm(`${base}good.gguf`, phase => phases.add(phase), undefined, memoryStore())
+    const m = await openForSwarm(`${base}good.gguf`, { onProgress: phase => phases.add(phase), cache: memoryStore() })
     expect(m.manifest).toBe(manifest.id)
     const { hosted } = await loadRange(m, 2, 3, phase => phases.add(phase))
     expect([hosted.range.first, hosted.range.last]).toEqual([2, 3])
@@ -121,7 +121,7 @@ describe('model manifests published beside the model', () => {
   })
 
   it('refuses damaged bytes of the range it loads, and only checks what it loads', async () => {
-    const m = await openForSwarm(`${base}bad.gguf`, undefined, undefined, memoryStore())
+    const m = await openForSwarm(`${base}bad.gguf`, { cache: memoryStore() })
     expect(m.manifest).toBe(manifest.id)
     await expect(loadRange(m, 2, 3)).rejects.toThrow(/blk\.2\.ffn_up\.weight of bad\.gguf does not match model/)
     const { hosted } = await loadRange(m, 4, 5)
@@ -136,20 +136,20 @@ describe('model manifests published beside the model', () => {
       return await openPeerSource({ newStream: async () => outbound, remotePeer: { toString: () => 'peer' } } as unknown as Connection, wanted)
     }
     const held = { source: memorySource(bytes, 'good.gguf'), manifest }
-    const m = await openForSwarm(await fromPeer(held, manifest.id), undefined, manifest.id, memoryStore())
+    const m = await openForSwarm(await fromPeer(held, manifest.id), { trustedManifest: manifest.id, cache: memoryStore() })
     expect(m.toVerify?.id).toBe(manifest.id)
     await expect(loadEnds(m)).resolves.toBeDefined()
     // A peer holding other weights under the id we asked for is caught by the manifest it sends.
     const other = await randomLlamaGguf(CONFIG, (await openModelSource(memorySource(bytes))).vocab!, { seed: 4, name: 'eight-blocks' })
     const otherManifest = await computeManifest(await openModelSource(memorySource(other)))
-    await expect(openForSwarm(await fromPeer({ source: memorySource(other), manifest: otherManifest }, manifest.id), undefined, manifest.id, memoryStore()))
+    await expect(openForSwarm(await fromPeer({ source: memorySource(other), manifest: otherManifest }, manifest.id), { trustedManifest: manifest.id, cache: memoryStore() }))
       .rejects.toThrow(/different version/)
   })
 
   it('without a published manifest, hashes the whole file to name it', async () => {
     served = 0
     const phases = new Set<string>()
-    const m = await openForSwarm(`${base}plain.gguf`, phase => phases.add(phase), undefined, memoryStore())
+    const m = await openForSwarm(`${base}plain.gguf`, { onProgress: phase => phases.add(phase), cache: memoryStore() })
     expect(m.manifest).toBe(manifest.id)
     expect(phases.has('manifest')).toBe(true)
     expect(served).toBeGreaterThanOrEqual(bytes.length * 0.95)
