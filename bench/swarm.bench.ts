@@ -3,12 +3,14 @@
 // the whole model in-process; the ratio, the time each extra hop adds per token, and the
 // throughput of the pipeline when several generations run through it at once. Each chain is
 // driven by two clients in turn: one whose hosts push decode steps to each other (the default)
-// and one that carries every hidden state itself (--no-push).
+// and one that carries every hidden state itself (--no-push). Two models: a small one, where
+// messaging dominates a token, and one where compute does, as it does for the models a mesh is for.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { LlamaConfig } from '../src/model/config.ts'
-import { randomLlamaGguf } from '../src/model/random-model.ts'
+import { GgmlType } from '../src/model/ggml-types.ts'
+import { randomLlamaGguf, tensorShapes } from '../src/model/random-model.ts'
 import { openFileSource } from '../src/model/source.ts'
 import { readLlama2cTokenizer } from '../src/model/llama2c.ts'
 import { openModel } from '../src/model/open-model.ts'
@@ -19,38 +21,56 @@ import { startPeerProcess, waitFor, type PeerProcess } from '../test/helpers/pee
 import { median } from '../src/stats.ts'
 import type { HopTiming } from '../src/swarm/client.ts'
 
-/** ~27M parameters: big enough that compute, not messaging, dominates a step. */
-const CONFIG: LlamaConfig = {
+interface BenchModel {
+  label: string
+  config: LlamaConfig
+  type?: GgmlType
+  decode: number
+  runs: number
+  /** Also measure several generations at once (slow on the big model, and it shows the same). */
+  concurrent: boolean
+}
+
+const BASE: LlamaConfig = {
   architecture: 'llama', dim: 512, hiddenDim: 1536, nLayers: 8, nHeads: 8, nKvHeads: 4, headDim: 64, vocabSize: 512,
   contextLength: 512, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: false, qkvBias: false
 }
-const DECODE = 48
-const RUNS = 5
+const MODELS: BenchModel[] = [
+  // ~27M parameters, f32: a hop's messaging is of the order of a token's compute.
+  { label: 'small', config: BASE, decode: 48, runs: 5, concurrent: true },
+  // ~400M parameters, Q8_0 (what people download): a token costs ~100 ms of compute on one thread here.
+  { label: 'large', config: { ...BASE, dim: 1536, hiddenDim: 4096, nLayers: 16, nHeads: 12, nKvHeads: 4, headDim: 128 }, type: GgmlType.Q8_0, decode: 16, runs: 3, concurrent: false }
+]
 const CONCURRENT = 4
 const PROMPT = 'Once upon a time there was a mesh of agents'
+/** Every engine gets one thread: four hosts share this machine's two cores, as does the single engine's baseline. */
+const THREADS = 1
 
-async function single (path: string): Promise<number> {
+const paramsMillions = (c: LlamaConfig): number => Math.round([...tensorShapes(c).values()].reduce((n, dims) => n + dims.reduce((a, b) => a * b, 1), 0) / 1e6)
+
+async function single (path: string, m: BenchModel): Promise<number> {
   const { model, tokenizer } = await openModel(path)
-  const pipeline = await LocalPipeline.load(model, await loadRuntime({ threads: 1 }))
+  const pipeline = await LocalPipeline.load(model, await loadRuntime({ threads: THREADS }))
   const speeds: number[] = []
-  for (let r = 0; r <= RUNS; r++) {
+  for (let r = 0; r <= m.runs; r++) {
     pipeline.reset()
-    const { timings } = await pipeline.generate(tokenizer.encode(PROMPT), { maxTokens: DECODE })
+    const { timings } = await pipeline.generate(tokenizer.encode(PROMPT), { maxTokens: m.decode })
     if (r > 0) speeds.push(timings.decode_tokens_per_s)
   }
   await pipeline.release()
+  await model.source.close?.()
   return median(speeds)
 }
 
-interface ChainFigures { tps: number, relayedTps: number, hops: number, hopTimings: HopTiming[], relayedHopTimings: HopTiming[], concurrentTps: number }
+interface ChainFigures { tps: number, relayedTps: number, hops: number, hopTimings: HopTiming[], relayedHopTimings: HopTiming[], concurrentTps?: number }
 
-async function mesh (path: string, relayUrl: string, peers: number): Promise<ChainFigures> {
-  const per = CONFIG.nLayers / peers
+async function mesh (path: string, relayUrl: string, peers: number, m: BenchModel): Promise<ChainFigures> {
+  const per = m.config.nLayers / peers
   const hosts: PeerProcess[] = []
   const clients: PeerProcess[] = []
   try {
     for (let i = 0; i < peers; i++) {
-      hosts.push(await startPeerProcess(relayUrl, `host-${i}`, ['--model', path, '--layers', `${i * per}-${(i + 1) * per - 1}`, '--memory-mb', '4096'], { startTimeoutMs: 180_000 }))
+      hosts.push(await startPeerProcess(relayUrl, `host-${i}`, ['--model', path, '--layers', `${i * per}-${(i + 1) * per - 1}`, '--memory-mb', '4096', '--threads', String(THREADS)], { startTimeoutMs: 180_000 }))
     }
     const pushing = await startPeerProcess(relayUrl, 'bench-client')
     const relaying = await startPeerProcess(relayUrl, 'bench-client-no-push', ['--no-push'])
@@ -62,14 +82,14 @@ async function mesh (path: string, relayUrl: string, peers: number): Promise<Cha
       }, 60_000, 300)
     }
     const generate = async (c: PeerProcess): Promise<any> => {
-      const res = await c.post('/v1/completions', { model: 'bench.gguf', prompt: PROMPT, max_tokens: DECODE, temperature: 0 })
+      const res = await c.post('/v1/completions', { model: 'bench.gguf', prompt: PROMPT, max_tokens: m.decode, temperature: 0 })
       if (res.status !== 201) throw new Error(`generation failed: ${JSON.stringify(res.body)}`)
       return res.body.clawnet
     }
     // The two clients take turns, so both see the same moments of this noisy machine.
     const speeds: Record<'push' | 'relayed', number[]> = { push: [], relayed: [] }
     let last: Record<'push' | 'relayed', any> = { push: undefined, relayed: undefined }
-    for (let r = 0; r <= RUNS; r++) {
+    for (let r = 0; r <= m.runs; r++) {
       last = { push: await generate(pushing), relayed: await generate(relaying) }
       if (peers > 1 && last.push.pushed_steps === 0) throw new Error('the pushing client\'s hosts pushed nothing')
       if (r > 0) {
@@ -80,7 +100,7 @@ async function mesh (path: string, relayUrl: string, peers: number): Promise<Cha
     // Pipeline throughput: several generations at once keep every host busy, as Petals' servers
     // are with many clients; tokens generated by all of them per second of wall time.
     const aggregate: number[] = []
-    for (let r = 0; r < RUNS; r++) {
+    for (let r = 0; m.concurrent && r < m.runs; r++) {
       const t0 = performance.now()
       const all = await Promise.all(Array.from({ length: CONCURRENT }, async () => await generate(pushing)))
       aggregate.push(all.reduce((n, x) => n + x.tokens.length, 0) / ((performance.now() - t0) / 1000))
@@ -91,7 +111,7 @@ async function mesh (path: string, relayUrl: string, peers: number): Promise<Cha
       hops: last.push.routes.at(-1).hops.length,
       hopTimings: last.push.timings.hops,
       relayedHopTimings: last.relayed.timings.hops,
-      concurrentTps: median(aggregate)
+      concurrentTps: m.concurrent ? median(aggregate) : undefined
     }
   } finally {
     for (const c of clients) await c.stop()
@@ -99,17 +119,16 @@ async function mesh (path: string, relayUrl: string, peers: number): Promise<Cha
   }
 }
 
-export async function run (): Promise<Record<string, unknown>> {
-  const dir = await mkdtemp(join(tmpdir(), 'clawnet-bench-swarm-'))
+async function benchModel (m: BenchModel, dir: string, relayUrl: string): Promise<Record<string, unknown>> {
   const path = join(dir, 'bench.gguf')
-  const vocab = await readLlama2cTokenizer(await openFileSource(join(MODELS_DIR, 'stories260K/tok512.bin')), 512)
-  await writeFile(path, await randomLlamaGguf(CONFIG, vocab, { seed: 7, name: 'bench' }))
-  const relay = await startRelay()
+  const tok = await openFileSource(join(MODELS_DIR, 'stories260K/tok512.bin'))
+  const vocab = await readLlama2cTokenizer(tok, 512).finally(async () => { await tok.close?.() })
+  await writeFile(path, await randomLlamaGguf(m.config, vocab, { seed: 7, name: 'bench', type: m.type }))
   try {
-    const base = await single(path)
-    const chains: Record<string, unknown> = {}
+    const base = await single(path, m)
+    const chains: Record<string, Record<string, unknown>> = {}
     for (const peers of [1, 2, 4]) {
-      const { tps, relayedTps, hops, hopTimings, relayedHopTimings, concurrentTps } = await mesh(path, relay.url, peers)
+      const { tps, relayedTps, hops, hopTimings, relayedHopTimings, concurrentTps } = await mesh(path, relayUrl, peers, m)
       const perToken = (x: number): number => Math.round((1000 / x - 1000 / base) * 100) / 100
       chains[`${peers}_peer${peers > 1 ? 's' : ''}`] = {
         decode_tokens_per_s: tps,
@@ -120,29 +139,42 @@ export async function run (): Promise<Record<string, unknown>> {
         // The same chain with the client carrying every hidden state (no host-to-host pushes).
         client_relayed_decode_tokens_per_s: relayedTps,
         push_vs_client_relayed: Math.round((tps / relayedTps) * 1000) / 1000,
-        [`tokens_per_s_with_${CONCURRENT}_concurrent_generations`]: concurrentTps,
+        ...(concurrentTps != null ? { [`tokens_per_s_with_${CONCURRENT}_concurrent_generations`]: concurrentTps } : {}),
         // Last run, per hop: the client's wait per decode step against the host's compute; and
         // what a token costs beyond the hops' medians (the client's own work, and tails).
         hop_timings: hopTimings,
         ms_per_token_outside_hop_medians: Math.round((1000 / tps - hopTimings.reduce((n, h) => n + h.wall_ms, 0)) * 100) / 100,
         client_relayed_hop_timings: relayedHopTimings
       }
-      console.error(`${peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base}); ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations`)
+      console.error(`${m.label} model, ${peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base})${concurrentTps != null ? `; ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations` : ''}`)
     }
-    const concurrentKey = `tokens_per_s_with_${CONCURRENT}_concurrent_generations`
+    const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 1000
     const four = chains['4_peers'] as Record<string, number>
     const one = chains['1_peer'] as Record<string, number>
+    const concurrentKey = `tokens_per_s_with_${CONCURRENT}_concurrent_generations`
     return {
-      model: { params_millions: 27, ...CONFIG },
-      decode_tokens: DECODE,
-      runs: RUNS,
+      model: { params_millions: paramsMillions(m.config), weights: GgmlType[m.type ?? GgmlType.F32], ...m.config },
+      decode_tokens: m.decode,
+      runs: m.runs,
       single_engine_decode_tokens_per_s: base,
       chains,
-      four_peer_vs_one_peer: Math.round((four.decode_tokens_per_s / one.decode_tokens_per_s) * 1000) / 1000,
-      four_peer_vs_one_peer_client_relayed: Math.round((four.client_relayed_decode_tokens_per_s / one.client_relayed_decode_tokens_per_s) * 1000) / 1000,
-      [`four_peer_vs_one_peer_with_${CONCURRENT}_concurrent`]: Math.round((four[concurrentKey] / one[concurrentKey]) * 1000) / 1000,
-      note: 'Node peers on loopback (TCP links), one machine with 2 cores: hosts, clients and relay share them.'
+      four_peer_vs_one_peer: ratio(four.decode_tokens_per_s, one.decode_tokens_per_s),
+      four_peer_vs_one_peer_client_relayed: ratio(four.client_relayed_decode_tokens_per_s, one.client_relayed_decode_tokens_per_s),
+      ...(m.concurrent ? { [`four_peer_vs_one_peer_with_${CONCURRENT}_concurrent`]: ratio(four[concurrentKey], one[concurrentKey]) } : {})
     }
+  } finally {
+    await rm(path, { force: true })
+  }
+}
+
+export async function run (): Promise<Record<string, unknown>> {
+  const only = process.env.BENCH_SWARM_MODELS?.split(',')
+  const dir = await mkdtemp(join(tmpdir(), 'clawnet-bench-swarm-'))
+  const relay = await startRelay()
+  try {
+    const figures: Record<string, unknown> = {}
+    for (const m of MODELS.filter(m => only == null || only.includes(m.label))) figures[`${m.label}_model`] = await benchModel(m, dir, relay.url)
+    return { ...figures, engine_threads: THREADS, note: 'Node peers on loopback (TCP links), one machine with 2 cores: hosts, clients and relay share them.' }
   } finally {
     await relay.stop()
     await rm(dir, { recursive: true, force: true })
