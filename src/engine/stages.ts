@@ -99,8 +99,14 @@ export class KvCache {
     this.capacity = capacity
   }
 
-  /** First size of a fixed-size cache (tokens); it doubles up to the context length. */
-  static initialCapacity = 256
+  /**
+   * First size of a fixed-size cache (tokens); it doubles up to the context length. Small,
+   * because onnxruntime-node copies every output back into a fresh ArrayBuffer, the caches it
+   * updated in place included: each step costs a copy of the whole capacity, and that garbage
+   * (reported to V8 as external memory) is what set off most full GCs in a host: with 256, a
+   * 2-block host of the swarm bench's small model ran a 10–20 ms mark-compact every ~200 ms.
+   */
+  static initialCapacity = 32
 
   /** Bytes one token adds to a cache of this range (keys and values, f32). */
   static bytesPerToken (config: LlamaConfig, blocks: number): number {
