@@ -43,8 +43,8 @@ export function shouldDial (selfId: string, otherId: string): boolean {
 export async function connectTo (node: AgentNode, peerId: string, addrs: Multiaddr[], opts: { attempts?: number, timeoutMs?: number } = {}): Promise<Connection> {
   const open = node.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
   const existing = open.find(c => transportOf(c) === 'tcp') ?? open.find(c => isDirect(transportOf(c)))
-  const failed = tcpFailures.get(node) ?? new Map<string, number>()
-  tcpFailures.set(node, failed)
+  let failed = tcpFailures.get(node)
+  if (failed == null) tcpFailures.set(node, failed = new Map())
   const candidates = Date.now() - (failed.get(peerId) ?? -Infinity) < TCP_RETRY_MS ? addrs.filter(a => !isTcpAddr(a.toString())) : addrs
   if (existing != null && !canImprove(transportOf(existing), candidates)) return existing
   let lastErr: unknown

@@ -280,7 +280,7 @@ export class ShardServer {
     if (s.meter != null) {
       const mustBeSigned = Math.max(0, s.tokens - UNSIGNED_TOKENS_ALLOWED) * this.blocks
       let refusal = paymentRefusal(s.meter, mustBeSigned)
-      // A pushed step can overtake the client's receipt for the step before it.
+      // A pushed step can overtake a receipt the client is sending on its own stream.
       if (refusal != null && source === 'push' && !s.meter.mustPause) {
         await new Promise<void>(resolve => {
           const t = setTimeout(resolve, RECEIPT_WAIT_MS)
@@ -387,7 +387,7 @@ function paymentRefusal (meter: HostMeter, mustBeSigned: number): SessionReply |
   return undefined
 }
 
-/** How long a pushed step waits for the client's receipt for the step before it. */
+/** How long a pushed step beyond the unsigned allowance waits for the receipt the client is sending. */
 const RECEIPT_WAIT_MS = 5000
 
 function validStep (r: any): boolean {
