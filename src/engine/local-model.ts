@@ -42,7 +42,11 @@ export async function openLocalModel (location: string | Blob | ByteSource, toke
     const tokLocation = tokenizerLocation ?? (typeof location === 'string' ? location.replace(/[^/]*$/, 'tokenizer.bin') : undefined)
     if (tokLocation == null || tokLocation === '') throw new Error(`${model.source.name} is a llama2.c checkpoint: choose its tokenizer file too`)
     const source: ByteSource = await openSource(tokLocation)
-    tokenizer = makeTokenizer(await readLlama2cTokenizer(source, model.config.vocabSize))
+    try {
+      tokenizer = makeTokenizer(await readLlama2cTokenizer(source, model.config.vocabSize))
+    } finally {
+      await source.close?.()
+    }
   }
   const c = model.config
   const types = new Set([...model.tensors.values()].filter(t => t.dims.length > 1).map(t => typeName(t.type)))

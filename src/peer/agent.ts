@@ -4,6 +4,7 @@ import { LIMITS } from '../protocol/limits.ts'
 import { createAgentNode, type AgentNode } from '../mesh/node.ts'
 import { Inbox } from '../mesh/inbox.ts'
 import { PeerTable } from '../mesh/peer-table.ts'
+import { RttSamples } from '../mesh/rtt.ts'
 import { ChatLog } from '../mesh/chat-log.ts'
 import { Emitter } from '../mesh/emitter.ts'
 import { RelayLink } from '../mesh/relay-link.ts'
@@ -53,7 +54,7 @@ export class Agent implements AgentHandle {
   private readonly events = new Emitter<AgentEvent>()
   private readonly relay: RelayLink
   private readonly announceMs: number
-  private readonly rtts = new Map<string, number>()
+  private readonly rtts = new RttSamples()
   private readonly dialing = new Set<string>()
   private readonly startedAt = Date.now()
   private stopTicker?: () => void
@@ -329,7 +330,7 @@ export class Agent implements AgentHandle {
   private async measureRtt (id: string): Promise<void> {
     try {
       const ms = await this.node.services.ping.ping(peerIdFromString(id), { signal: AbortSignal.timeout(3000), runOnLimitedConnection: true } as any)
-      this.rtts.set(id, Math.round(ms * 10) / 10)
+      this.rtts.add(id, ms)
     } catch {
       this.rtts.delete(id)
     }

@@ -74,6 +74,10 @@ export interface SwarmView {
  * serves sessions over `/clawnet/inference/1.0.0`, keeps the shard table, and generates through
  * the mesh as a client with failover and spot checks.
  */
+async function closeModel (m: LoadedModel): Promise<void> {
+  await m.opened.model.source.close?.().catch(() => {})
+}
+
 export class SwarmService implements AgentService {
   readonly name = 'swarm'
   readonly table = new ShardTable()
@@ -136,6 +140,14 @@ export class SwarmService implements AgentService {
   async stop (): Promise<void> {
     clearTimeout(this.announceSoon)
     await this.unhost()
+    const models = new Set<LoadedModel>(this.model != null ? [this.model] : [])
+    for (const pending of this.clients.values()) {
+      const loaded = await pending.catch(() => undefined)
+      if (loaded != null) models.add(loaded.model)
+    }
+    this.model = undefined
+    this.clients.clear()
+    for (const m of models) await closeModel(m)
   }
 
   // ---- hosting ----
@@ -162,7 +174,10 @@ export class SwarmService implements AgentService {
       }
       await this.unhost()
       const { hosted, msPerTokenLayer } = await loadRange(m, first, last, progress)
+      const previous = this.model
       this.model = m
+      // Each host() opens the file anew (a rebalance too): the old handle would leak otherwise.
+      if (previous != null && previous !== m) await closeModel(previous)
       this.pinned = opts.pin ?? opts.layers != null
       this.server = new ShardServer(hosted, { cacheBudgetBytes: this.cacheBudget(), payments: this.opts.payments, connect: async peer => await this.connect(peer) }, msPerTokenLayer)
       await this.announce()

@@ -4,6 +4,7 @@ import { PeerTable } from '../../src/mesh/peer-table.ts'
 import { transportOf, bestTransport } from '../../src/mesh/connections.ts'
 import { canImprove, candidateAddrs, shouldDial } from '../../src/mesh/dialer.ts'
 import { RateLimiter } from '../../src/mesh/rate-limit.ts'
+import { RttSamples } from '../../src/mesh/rtt.ts'
 import type { Envelope } from '../../src/protocol/envelope.ts'
 import type { AnnounceBody } from '../../src/protocol/messages.ts'
 
@@ -85,5 +86,24 @@ describe('rate limiter', () => {
     expect(r.take('k', 999)).toBe(false)
     expect(r.take('k', 1000)).toBe(true)
     expect(r.take('other', 1000)).toBe(true)
+  })
+})
+
+describe('round-trip times', () => {
+  it('reports the median of the last five pings, so one slow ping does not move routes', () => {
+    const r = new RttSamples()
+    expect(r.get(A)).toBeUndefined()
+    r.add(A, 2.04)
+    expect(r.get(A)).toBe(2)
+    r.add(A, 250)
+    expect(r.get(A)).toBe(126)
+    r.add(A, 3)
+    expect(r.get(A)).toBe(3)
+    // A link that really got slower wins once it is most of the recent samples.
+    for (const ms of [40, 41, 42]) r.add(A, ms)
+    expect(r.get(A)).toBe(41)
+    r.delete(A)
+    expect(r.get(A)).toBeUndefined()
+    expect(r.get(B)).toBeUndefined()
   })
 })
