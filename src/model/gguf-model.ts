@@ -65,7 +65,7 @@ export function configFromGguf (file: GgufFile, what: string): LlamaConfig {
   return config
 }
 
-function vocabFromGguf (file: GgufFile): Vocabulary | undefined {
+export function vocabFromGguf (file: GgufFile): Vocabulary | undefined {
   const m = file.metadata
   const tokens = m.get('tokenizer.ggml.tokens')
   if (!Array.isArray(tokens)) return undefined

@@ -10,7 +10,13 @@ const PATTERNS: Record<string, string> = {
   qwen2: `${CONTRACTIONS}|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
   smollm: "\\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 }
-const PRE_ALIASES: Record<string, string> = { 'llama-bpe': 'llama3', 'llama-v3': 'llama3', default: 'gpt2', qwen2: 'qwen2', deepseek: 'llama3' }
+const PRE_ALIASES: Record<string, string> = { 'llama-bpe': 'llama3', 'llama-v3': 'llama3', 'gpt-2': 'gpt2', default: 'gpt2' }
+/**
+ * Llama 3's tokenizer emits a pre-tokenized word that is itself in the vocabulary as that one
+ * token, before any merge ("ignore_merges" in its tokenizer.json and in llama.cpp): ranked
+ * merges alone would split " Việt" although it has a token of its own.
+ */
+const IGNORE_MERGES = new Set(['llama3'])
 
 /** GPT-2's reversible byte -> printable character table. */
 function byteToUnicode (): string[] {
@@ -31,6 +37,7 @@ export class ByteLevelBpeTokenizer implements Tokenizer {
   private readonly ids = new Map<string, number>()
   private readonly ranks = new Map<string, number>()
   private readonly pattern: RegExp
+  private readonly ignoreMerges: boolean
   private readonly cache = new Map<string, number[]>()
 
   constructor (readonly vocab: Vocabulary) {
@@ -40,6 +47,7 @@ export class ByteLevelBpeTokenizer implements Tokenizer {
     const name = PATTERNS[pre] != null ? pre : PRE_ALIASES[pre]
     if (name == null) throw new Error(`tokenizer: unknown BPE pre-tokenizer '${pre}' (known: ${[...Object.keys(PATTERNS), ...Object.keys(PRE_ALIASES)].join(', ')})`)
     this.pattern = new RegExp(PATTERNS[name], 'gu')
+    this.ignoreMerges = IGNORE_MERGES.has(name)
     this.stopTokens = stopTokensOf(vocab)
   }
 
@@ -60,6 +68,8 @@ export class ByteLevelBpeTokenizer implements Tokenizer {
     const cached = this.cache.get(word)
     if (cached != null) return cached
     let parts = Array.from(new TextEncoder().encode(word), b => BYTE_CHARS[b])
+    const whole = this.ignoreMerges ? this.ids.get(parts.join('')) : undefined
+    if (whole != null) return [whole]
     for (;;) {
       let best = Infinity
       let at = -1

@@ -1,9 +1,13 @@
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readFileSync } from 'node:fs'
 import { openModel, makeTokenizer } from '../../src/model/open-model.ts'
 import { ByteLevelBpeTokenizer } from '../../src/model/tokenizer-bpe.ts'
 import { TokenType, type Vocabulary } from '../../src/model/tokenizer.ts'
 import { encodeChat, renderChat } from '../../src/model/chat-template.ts'
+import { readGgufHeader } from '../../src/model/gguf.ts'
+import { vocabFromGguf } from '../../src/model/gguf-model.ts'
+import { openBlobSource } from '../../src/model/source-blob.ts'
+import { openLlamaCppVocabs, type LlamaCppVocabs } from '../helpers/llamacpp-vocab.ts'
 
 const dir = '../shared/models/stories260K'
 const reference = JSON.parse(readFileSync(`${dir}/reference.json`, 'utf8'))
@@ -81,4 +85,25 @@ describe('chat templates', () => {
     const ids = encodeChat(template, [{ role: 'user', content: 'Hello world' }], t)
     expect(ids.map(id => v.tokens[id])).toEqual(['<|bos|>', 'Hello', 'Ġworld', '<|eot|>', 'Hello'])
   })
+})
+
+describe('real vocabularies against llama.cpp\'s reference tokenizations', () => {
+  let vocabs: LlamaCppVocabs
+  beforeAll(async () => { vocabs = await openLlamaCppVocabs() }, 60_000)
+  afterAll(async () => { await vocabs?.close() })
+
+  // Llama 3, Qwen2 and GPT-2 byte-level BPE; Llama 2 and Phi-3 SentencePiece. Each text set has
+  // 47 cases: whitespace runs, digits, accents, CJK, emoji, code, contractions.
+  for (const name of ['llama-bpe', 'qwen2', 'gpt-2', 'llama-spm', 'phi-3']) {
+    it(name, async () => {
+      const vocab = vocabFromGguf(await readGgufHeader(openBlobSource(new Blob([await vocabs.gguf(name)]))))!
+      const tokenizer = makeTokenizer(vocab)
+      const cases = await vocabs.cases(name)
+      expect(cases.length).toBeGreaterThan(40)
+      for (const { text, ids } of cases) {
+        expect(tokenizer.encode(text, { addBos: false }), JSON.stringify(text)).toEqual(ids)
+        if (vocab.kind === 'bpe') expect(tokenizer.decode(ids), JSON.stringify(text)).toBe(text)
+      }
+    })
+  }
 })
