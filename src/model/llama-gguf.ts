@@ -18,6 +18,8 @@ export interface LlamaGgufOptions {
   /** Per-tensor types that override `type` (mixed files, as llama.cpp's Q4_K_M keeps attn_v higher). */
   tensorTypes?: Record<string, GgmlType>
   chatTemplate?: string
+  /** Llama 3 rope scaling: a divisor per rotary frequency, written as rope_freqs.weight as llama.cpp's converter does. */
+  ropeFreqs?: Float32Array
 }
 
 /** `read(name)` returns a tensor's float32 values in ggml row-major order. */
@@ -42,6 +44,10 @@ export async function buildLlamaGguf (config: LlamaConfig, vocab: Vocabulary, re
   }
   if (c.headDim !== c.dim / c.nHeads) metadata[`${a}.attention.key_length`] = metadata[`${a}.attention.value_length`] = meta.u32(c.headDim)
   if (opts.chatTemplate != null) metadata['tokenizer.chat_template'] = meta.str(opts.chatTemplate)
+  if (c.ropeLinearFactor !== 1) {
+    metadata[`${a}.rope.scaling.type`] = meta.str('linear')
+    metadata[`${a}.rope.scaling.factor`] = meta.f32(c.ropeLinearFactor)
+  }
 
   const type = opts.type ?? GgmlType.F32
   const tensors: TensorToWrite[] = []
@@ -55,6 +61,10 @@ export async function buildLlamaGguf (config: LlamaConfig, vocab: Vocabulary, re
   const qDim = c.nHeads * c.headDim
   const kvDim = c.nKvHeads * c.headDim
   await add(tensorNames.embedding, [c.dim, c.vocabSize], type)
+  if (opts.ropeFreqs != null) {
+    if (opts.ropeFreqs.length !== c.headDim / 2) throw new Error(`rope_freqs needs ${c.headDim / 2} values (head size / 2), got ${opts.ropeFreqs.length}`)
+    tensors.push({ name: tensorNames.ropeFreqs, dims: [c.headDim / 2], type: GgmlType.F32, data: quantize(GgmlType.F32, opts.ropeFreqs) })
+  }
   for (let i = 0; i < c.nLayers; i++) {
     const n = tensorNames.block(i)
     await add(n.attnNorm, [c.dim], GgmlType.F32)

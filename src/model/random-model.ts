@@ -48,12 +48,12 @@ export function randomTensor (c: LlamaConfig, name: string, dims: number[], seed
   return out
 }
 
-export interface RandomModelOptions { seed?: number, type?: GgmlType, outputType?: GgmlType, tensorTypes?: Record<string, GgmlType>, name?: string }
+export interface RandomModelOptions { seed?: number, type?: GgmlType, outputType?: GgmlType, tensorTypes?: Record<string, GgmlType>, name?: string, ropeFreqs?: Float32Array }
 
 export async function randomLlamaGguf (config: LlamaConfig, vocab: Vocabulary, opts: RandomModelOptions = {}): Promise<Uint8Array> {
   const shapes = tensorShapes(config)
   const names = [...shapes.keys()]
   return await buildLlamaGguf(config, vocab, async name => randomTensor(config, name, shapes.get(name) ?? [], (opts.seed ?? 1) * 1000 + names.indexOf(name)), {
-    type: opts.type, outputType: opts.outputType, tensorTypes: opts.tensorTypes, name: opts.name ?? 'random llama'
+    type: opts.type, outputType: opts.outputType, tensorTypes: opts.tensorTypes, name: opts.name ?? 'random llama', ropeFreqs: opts.ropeFreqs
   })
 }

@@ -6,6 +6,7 @@ import { computeManifest, matchManifest, MANIFEST_SUFFIX, verifyTensors, type Mo
 import type { Runtime } from '../engine/runtime.ts'
 import type { ByteSource } from '../model/source-http.ts'
 import { openSource } from '../model/source.ts'
+import { tensorNames } from '../model/config.ts'
 import { cachedSource, type ChunkStore } from './cached-source.ts'
 import { chunkStore } from './weight-cache.ts'
 import type { PeerSource } from './weights.ts'
@@ -91,8 +92,10 @@ async function verifyLoaded (m: LoadedModel, names: string[], onProgress?: Progr
   if (m.toVerify != null) await verifyTensors(m.toVerify, m.opened.model, names, (done, total) => onProgress?.('verify', done, total))
 }
 
+/** What a block range reads: its blocks, and the rope frequency factors every block shares. */
 const blockTensors = (m: LoadedModel, first: number, last: number): string[] =>
   [...m.opened.model.tensors.keys()].filter(name => {
+    if (name === tensorNames.ropeFreqs) return true
     const block = /^blk\.(\d+)\./.exec(name)
     return block != null && Number(block[1]) >= first && Number(block[1]) <= last
   })

@@ -28,12 +28,29 @@ const base: LlamaConfig = {
   contextLength: 256, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: true, qkvBias: false
 }
 
-const cases: Array<{ name: string, config: Partial<LlamaConfig>, type: GgmlType, outputType?: GgmlType, tensorTypes?: Record<string, GgmlType>, layers?: Array<[number, number]> }> = [
+/**
+ * Llama 3.1's rope scaling as its converter writes rope_freqs.weight: long wavelengths slowed by
+ * `factor`, short ones kept, a smooth blend between. The original context here is 32 tokens
+ * instead of 8192, so that the scaling changes rotations within this test's 32 positions.
+ */
+function llama3RopeFreqs (headDim: number, theta: number, factor = 8, low = 1, high = 4, original = 32): Float32Array {
+  return Float32Array.from({ length: headDim / 2 }, (_, i) => {
+    const wavelength = 2 * Math.PI * Math.pow(theta, (2 * i) / headDim)
+    if (wavelength < original / high) return 1
+    if (wavelength > original / low) return factor
+    const smooth = (original / wavelength - low) / (high - low)
+    return 1 / ((1 - smooth) / factor + smooth)
+  })
+}
+
+const cases: Array<{ name: string, config: Partial<LlamaConfig>, type: GgmlType, outputType?: GgmlType, tensorTypes?: Record<string, GgmlType>, layers?: Array<[number, number]>, ropeFreqs?: Float32Array }> = [
   { name: 'more layers, GQA 4:1, rope theta 500000, untied head, F32', config: { nLayers: 7, dim: 128, hiddenDim: 256, nHeads: 8, nKvHeads: 2, ropeTheta: 500000, tiedEmbeddings: false }, type: GgmlType.F32, layers: [[0, 2], [3, 6]] },
   { name: 'multi-head (no GQA), tied, Q8_0', config: { nKvHeads: 4 }, type: GgmlType.Q8_0 },
   { name: 'head size 32, GQA 3:1, F16', config: { dim: 192, hiddenDim: 384, nHeads: 6, nKvHeads: 2, headDim: 32, tiedEmbeddings: false }, type: GgmlType.F16 },
   { name: 'Q4_0 weights, untied head', config: { dim: 96, hiddenDim: 256, nHeads: 6, nKvHeads: 3, tiedEmbeddings: false }, type: GgmlType.Q4_0 },
   { name: 'Q4_K weights, Q6_K head, multi-query', config: { dim: 256, hiddenDim: 512, nHeads: 4, nKvHeads: 1, headDim: 64, tiedEmbeddings: false }, type: GgmlType.Q4_K, outputType: GgmlType.Q6_K },
+  { name: 'Llama 3.1 rope scaling (rope_freqs.weight), theta 500000, head size 64', config: { dim: 256, hiddenDim: 512, nHeads: 4, nKvHeads: 2, headDim: 64, ropeTheta: 500000, tiedEmbeddings: false }, type: GgmlType.F32, ropeFreqs: llama3RopeFreqs(64, 500000), layers: [[0, 0], [1, 1]] },
+  { name: 'linear rope scaling x4 (rope.scaling.type linear)', config: { ropeLinearFactor: 4, tiedEmbeddings: false }, type: GgmlType.F32 },
   { name: 'Qwen2: q/k/v biases, neox rope, theta 1e6', config: { architecture: 'qwen2', ropeStyle: 'neox', qkvBias: true, ropeTheta: 1e6, tiedEmbeddings: false }, type: GgmlType.F32 },
   // Packed Q8_0 q/k next to a dequantized Q6_K v in one fused q/k/v projection.
   { name: 'mixed Q8_0 with Q6_K attn_v and ffn_down', config: { dim: 256, hiddenDim: 512, nHeads: 4, nKvHeads: 2, headDim: 64, tiedEmbeddings: false }, type: GgmlType.Q8_0, tensorTypes: { 'blk.0.attn_v.weight': GgmlType.Q6_K, 'blk.1.attn_v.weight': GgmlType.Q6_K, 'blk.0.ffn_down.weight': GgmlType.Q6_K }, layers: [[0, 0], [1, 1]] }
@@ -67,6 +84,8 @@ async function llamaCppGreedy (path: string, prompt = PROMPT, count = GENERATE):
     out.push(token as number)
     if (out.length >= count || token === 2) break
   }
+  // node-llama-cpp ends the evaluation at the end-of-sequence token without yielding it.
+  if (out.length < count && out.at(-1) !== 2) out.push(model.tokens.eos as number)
   await context.dispose()
   await model.dispose()
   return out
@@ -95,9 +114,18 @@ describe('engine vs llama.cpp on random-weight GGUF models', () => {
     it(tc.name, async () => {
       const config = { ...base, ...tc.config }
       const path = join(dir, `case${i}.gguf`)
-      await writeFile(path, await randomLlamaGguf(config, vocab, { seed: 11 + i, type: tc.type, outputType: tc.outputType, tensorTypes: tc.tensorTypes }))
+      const write = async (file: string, c: LlamaConfig, ropeFreqs?: Float32Array): Promise<void> => {
+        await writeFile(file, await randomLlamaGguf(c, vocab, { seed: 11 + i, type: tc.type, outputType: tc.outputType, tensorTypes: tc.tensorTypes, ropeFreqs }))
+      }
+      await write(path, config, tc.ropeFreqs)
       const expected = await llamaCppGreedy(path)
       expect(new Set(expected).size, 'a degenerate model repeating one token would prove little').toBeGreaterThan(3)
+      if (tc.ropeFreqs != null || config.ropeLinearFactor !== 1) {
+        // An engine ignoring the scaling must fail this case: without it, llama.cpp answers otherwise.
+        const unscaled = join(dir, `case${i}-unscaled.gguf`)
+        await write(unscaled, { ...config, ropeLinearFactor: 1 })
+        expect(await llamaCppGreedy(unscaled)).not.toEqual(expected)
+      }
       const quantized = tc.type !== GgmlType.F32 && tc.type !== GgmlType.F16
       const { model } = await openModel(path)
       if (!quantized) {
