@@ -15,8 +15,8 @@ const BUNDLE = fileURLToPath(new URL('../../node_modules/node-llama-cpp/llama/gi
 export interface VocabCase { text: string, ids: number[] }
 
 export interface LlamaCppVocabs {
-  /** The vocabulary-only GGUF of `name` (e.g. "llama-bpe"), as bytes. */
-  gguf: (name: string) => Promise<Uint8Array>
+  /** The vocabulary-only GGUF of `name` (e.g. "llama-bpe"). */
+  gguf: (name: string) => Promise<Blob>
   /** The texts of `name` with the ids llama.cpp's test expects (no BOS). */
   cases: (name: string) => Promise<VocabCase[]>
   close: () => Promise<void>
@@ -30,7 +30,7 @@ export async function openLlamaCppVocabs (): Promise<LlamaCppVocabs> {
   const head = (await git('bundle', 'unbundle', BUNDLE)).toString().trim().split(/\s+/)[0]
   const file = async (path: string): Promise<Buffer> => await git('cat-file', 'blob', `${head}:${path}`)
   return {
-    gguf: async name => new Uint8Array(await file(`models/ggml-vocab-${name}.gguf`)),
+    gguf: async name => new Blob([new Uint8Array(await file(`models/ggml-vocab-${name}.gguf`)).slice()]),
     cases: async name => {
       const texts = (await file(`models/ggml-vocab-${name}.gguf.inp`)).toString('utf8').split('\n__ggml_vocab_test__\n')
       const ids = (await file(`models/ggml-vocab-${name}.gguf.out`)).toString('utf8').split('\n')

@@ -96,7 +96,7 @@ describe('real vocabularies against llama.cpp\'s reference tokenizations', () =>
   // 47 cases: whitespace runs, digits, accents, CJK, emoji, code, contractions.
   for (const name of ['llama-bpe', 'qwen2', 'gpt-2', 'llama-spm', 'phi-3']) {
     it(name, async () => {
-      const vocab = vocabFromGguf(await readGgufHeader(openBlobSource(new Blob([await vocabs.gguf(name)]))))!
+      const vocab = vocabFromGguf(await readGgufHeader(openBlobSource(await vocabs.gguf(name))))!
       const tokenizer = makeTokenizer(vocab)
       const cases = await vocabs.cases(name)
       expect(cases.length).toBeGreaterThan(40)
