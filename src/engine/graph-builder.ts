@@ -28,6 +28,12 @@ export class GraphBuilder {
     return name
   }
 
+  /** A float16 weight, given as its IEEE half bits. */
+  half (name: string, bits: Uint16Array, dims: number[]): string {
+    this.initializers.push({ name, dims, dataType: DataType.FLOAT16, rawData: new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength) })
+    return name
+  }
+
   /** A uint8 initializer (packed quantized weights). */
   bytes (name: string, data: Uint8Array, dims: number[]): string {
     this.initializers.push({ name, dims, dataType: DataType.UINT8, rawData: data })

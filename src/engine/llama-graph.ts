@@ -4,6 +4,7 @@
 import type { LlamaConfig } from '../model/config.ts'
 import { GraphBuilder } from './graph-builder.ts'
 import { DataType } from './onnx-proto.ts'
+import { f32ToF16 } from '../model/ggml-types.ts'
 
 /** Weights in ggml blocks of 32 for MatMulNBits: packed [n][k/32][32*bits/8], one scale per block. */
 export interface QuantizedMatrix { bits: 4 | 8, k: number, n: number, packed: Uint8Array, scales: Float32Array }
@@ -37,17 +38,32 @@ function rmsNorm (g: GraphBuilder, x: string, weight: WeightRef, eps: number): s
   return g.op1('SimplifiedLayerNormalization', [x, weight.name], { axis: -1, epsilon: { float: eps }, stash_type: 1 })
 }
 
-/** A weight added to the graph: its initializer name, and its block geometry when packed. */
-interface WeightRef { name: string, packed?: QuantizedMatrix, parts?: WeightRef[] }
+/** A weight added to the graph: its initializer name, and how it is stored when not float32. */
+interface WeightRef { name: string, packed?: QuantizedMatrix, half?: boolean, parts?: WeightRef[] }
 
-/** Graph-wide options: the largest tensor the device takes (WebGPU buffer limits). */
-export interface GraphOptions { maxTensorBytes?: number }
+export interface GraphOptions {
+  /** The largest tensor the device takes (WebGPU buffer limits). */
+  maxTensorBytes?: number
+  /** Float projections as float16 (WebGPU with shader-f16): half the memory and bandwidth. */
+  halfWeights?: boolean
+}
 
 function linear (g: GraphBuilder, x: string, weight: WeightRef, bias?: WeightRef): string {
   const y = weight.parts != null
     ? g.op1('Concat', weight.parts.map(p => linear(g, x, p)), { axis: -1 })
-    : weight.packed != null ? quantizedMatMul(g, x, weight.name, weight.packed) : g.op1('MatMul', [x, weight.name])
+    : weight.packed != null
+      ? quantizedMatMul(g, x, weight.name, weight.packed)
+      : weight.half === true ? halfMatMul(g, x, weight.name) : g.op1('MatMul', [x, weight.name])
   return bias != null ? g.op1('Add', [y, bias.name]) : y
+}
+
+/**
+ * A float16 projection of float32 activations: only the MatMul runs in half precision; norms,
+ * rope, attention, the KV cache and the residual stream stay float32.
+ */
+function halfMatMul (g: GraphBuilder, x: string, name: string): string {
+  const product = g.op1('MatMul', [g.op1('Cast', [x], { to: DataType.FLOAT16 }), name])
+  return g.op1('Cast', [product], { to: DataType.FLOAT })
 }
 
 /**
@@ -59,6 +75,12 @@ function quantizedMatMul (g: GraphBuilder, x: string, name: string, m: Quantized
 }
 
 const linearBytes = (w: Linear): number => w instanceof Float32Array ? w.byteLength : w.packed.byteLength
+
+function toHalf (w: Float32Array): Uint16Array {
+  const bits = new Uint16Array(w.length)
+  for (let i = 0; i < w.length; i++) bits[i] = f32ToF16(w[i])
+  return bits
+}
 
 /**
  * Splits a projection into column groups (output channels) of at most `maxBytes` each: the
@@ -86,10 +108,14 @@ export function splitLinear (w: Linear, dims: number[], maxBytes: number): Linea
 }
 
 function addWeight (g: GraphBuilder, name: string, w: Linear, dims: number[], opts: GraphOptions = {}): WeightRef {
-  if (dims.length === 2 && opts.maxTensorBytes != null && linearBytes(w) > opts.maxTensorBytes) {
-    const parts = splitLinear(w, dims, opts.maxTensorBytes)
-    return { name, parts: parts.map((p, i) => addWeight(g, `${name}.part${i}`, p, [dims[0], p instanceof Float32Array ? p.length / dims[0] : p.n])) }
+  const half = opts.halfWeights === true && dims.length === 2 && w instanceof Float32Array
+  // splitLinear measures float32 columns; a half column is half that.
+  const scale = half ? 2 : 1
+  if (dims.length === 2 && opts.maxTensorBytes != null && linearBytes(w) > opts.maxTensorBytes * scale) {
+    const parts = splitLinear(w, dims, opts.maxTensorBytes * scale)
+    return { name, parts: parts.map((p, i) => addWeight(g, `${name}.part${i}`, p, [dims[0], p instanceof Float32Array ? p.length / dims[0] : p.n], { halfWeights: opts.halfWeights })) }
   }
+  if (half) return { name: g.half(name, toHalf(w), dims), half: true }
   if (w instanceof Float32Array) return { name: g.weight(name, w, dims) }
   g.bytes(`${name}.q`, w.packed, [w.n, w.k / 32, 4 * w.bits])
   g.weight(`${name}.scales`, w.scales, [w.scales.length])

@@ -77,12 +77,12 @@ export function bytesToLoad (model: ModelFile): number {
 }
 
 export class LocalChat {
-  private constructor (readonly opened: OpenedModel, readonly pipeline: LocalPipeline, readonly backend: Backend) {}
+  private constructor (readonly opened: OpenedModel, readonly pipeline: LocalPipeline, readonly backend: Backend, readonly halfWeights: boolean) {}
 
-  static async load (opened: OpenedModel, backend?: Backend): Promise<LocalChat> {
-    const runtime = await loadRuntime({ backend })
-    // WebGPU work per call stays small (and clear of backend limits) with short prefill chunks.
-    return new LocalChat(opened, await LocalPipeline.load(opened.model, runtime), runtime.backend)
+  /** `halfWeights` undefined: float16 where WebGPU offers shader-f16 (see RuntimeOptions). */
+  static async load (opened: OpenedModel, backend?: Backend, halfWeights?: boolean): Promise<LocalChat> {
+    const runtime = await loadRuntime({ backend, halfWeights })
+    return new LocalChat(opened, await LocalPipeline.load(opened.model, runtime), runtime.backend, runtime.halfWeights === true)
   }
 
   promptTokens (messages: ChatMessage[]): number[] {

@@ -1,17 +1,20 @@
 // What loading a stage range costs, before loading it: weights are held as float32 (dequantized
-// at load) or, with packedMatMul, Q8_0/Q4_0 as MatMulNBits blocks; the graph bytes exist once
+// at load), float16 with halfWeights, or, with packedMatMul, Q8_0/Q4_0 as MatMulNBits blocks; the graph bytes exist once
 // more while a session is created, and the KV cache grows to the context length.
 import { tensorNames, type LlamaConfig } from '../model/config.ts'
 import type { ModelFile } from '../model/model-file.ts'
 import { GgmlType } from '../model/ggml-types.ts'
 
-/** Bytes a matrix of `elements` takes once loaded: float32, or packed MatMulNBits blocks + f32 scales. */
-function loadedBytes (model: ModelFile, name: string, packed: boolean): number {
+export interface WeightEncoding { packedMatMul?: boolean, halfWeights?: boolean }
+
+/** Bytes a tensor takes once loaded: float32 or float16, or packed MatMulNBits blocks + f32 scales. */
+function loadedBytes (model: ModelFile, name: string, enc: WeightEncoding): number {
   const t = model.tensors.get(name)
   if (t == null) return 0
-  if (packed && t.dims.length > 1 && t.type === GgmlType.Q8_0) return t.elements / 32 * (32 + 4)
-  if (packed && t.dims.length > 1 && t.type === GgmlType.Q4_0) return t.elements / 32 * (16 + 4)
-  return t.elements * 4
+  const matrix = t.dims.length > 1
+  if (enc.packedMatMul === true && matrix && t.type === GgmlType.Q8_0) return t.elements / 32 * (32 + 4)
+  if (enc.packedMatMul === true && matrix && t.type === GgmlType.Q4_0) return t.elements / 32 * (16 + 4)
+  return t.elements * (enc.halfWeights === true && matrix ? 2 : 4)
 }
 
 export interface MemoryEstimate {
@@ -22,18 +25,17 @@ export interface MemoryEstimate {
   peakBytes: number
 }
 
-export function estimateMemory (model: ModelFile, ranges: Array<[number, number]> = [[0, model.config.nLayers - 1]], contextTokens = model.config.contextLength, opts: { packedMatMul?: boolean } = {}): MemoryEstimate {
-  const packed = opts.packedMatMul === true
+export function estimateMemory (model: ModelFile, ranges: Array<[number, number]> = [[0, model.config.nLayers - 1]], contextTokens = model.config.contextLength, opts: WeightEncoding = {}): MemoryEstimate {
   const c: LlamaConfig = model.config
   let blockBytes = 0
   let layers = 0
   for (const [a, b] of ranges) {
     for (let i = a; i <= b; i++) {
       layers++
-      for (const name of Object.values(tensorNames.block(i))) blockBytes += loadedBytes(model, name, packed)
+      for (const name of Object.values(tensorNames.block(i))) blockBytes += loadedBytes(model, name, opts)
     }
   }
-  const headBytes = loadedBytes(model, c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output, packed) + c.dim * 4
+  const headBytes = loadedBytes(model, c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output, opts) + c.dim * 4
   const embeddingBytes = model.tensors.get(tensorNames.embedding)?.byteLength ?? 0
   const weightBytes = blockBytes + headBytes + embeddingBytes
   const kvCacheBytes = 2 * layers * contextTokens * c.nKvHeads * c.headDim * 4

@@ -7,6 +7,7 @@ export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> 
   const gpu = (globalThis.navigator as Navigator & { gpu?: any }).gpu
   let backend = opts.backend ?? (gpu != null ? 'webgpu' : 'wasm')
   let maxBufferBytes: number | undefined
+  let shaderF16 = false
   if (backend === 'webgpu') {
     const adapter = await gpu?.requestAdapter()
     if (adapter == null) {
@@ -17,6 +18,9 @@ export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> 
       // binding at 128 MiB); loaders check tensors against the smaller of the two.
       ort.env.webgpu.adapter = adapter
       maxBufferBytes = Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize)
+      // ORT asks for the device with shader-f16 whenever the adapter has it.
+      shaderF16 = adapter.features.has('shader-f16') === true
+      if (opts.halfWeights === true && !shaderF16) throw new Error('float16 weights need a GPU with shader-f16, and this one has none: choose float32 weights or the WASM backend')
     }
   }
   if (backend === 'wasm' || backend === 'cpu') {
@@ -30,6 +34,7 @@ export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> 
     backend,
     // MatMulNBits was measured 5-10x slower than float32 MatMul on WASM: dequantize at load.
     packedMatMul: false,
+    halfWeights: opts.halfWeights ?? shaderF16,
     maxBufferBytes,
     async createSession (model: Uint8Array, outputsOnDevice: string[] = []) {
       // On WebGPU the KV cache outputs stay in GPU buffers and are fed back as the next inputs.

@@ -43,7 +43,7 @@ export class LocalPipeline {
   private constructor (readonly embedding: Embedding, readonly ranges: BlockRange[], readonly head: Head) {}
 
   static async load (model: ModelFile, runtime: Runtime, ranges: Array<[number, number]> = [[0, model.config.nLayers - 1]], opts: { memoryBudget?: number } = {}): Promise<LocalPipeline> {
-    if (opts.memoryBudget != null) checkMemoryBudget(estimateMemory(model, ranges, model.config.contextLength, { packedMatMul: runtime.packedMatMul }), opts.memoryBudget, model.source.name)
+    if (opts.memoryBudget != null) checkMemoryBudget(estimateMemory(model, ranges, model.config.contextLength, { packedMatMul: runtime.packedMatMul, halfWeights: runtime.halfWeights }), opts.memoryBudget, model.source.name)
     const loaded: BlockRange[] = []
     for (const [a, b] of ranges) loaded.push(await BlockRange.load(model, a, b, runtime))
     return new LocalPipeline(await Embedding.load(model), loaded, await Head.load(model, runtime))

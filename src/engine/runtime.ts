@@ -23,6 +23,11 @@ export interface RuntimeOptions {
    * cache updated in place, instead of plain attention ops and a cache that grows by Concat.
    */
   fusedAttention?: boolean
+  /**
+   * Float projections as float16 weights: half the memory and bandwidth. Default: on where
+   * WebGPU offers shader-f16, off elsewhere (CPU and WASM run float16 MatMul slower than float32).
+   */
+  halfWeights?: boolean
 }
 
 export interface Runtime {
@@ -33,6 +38,8 @@ export interface Runtime {
   packedMatMul: boolean
   /** Blocks use fused GroupQueryAttention and an in-place fixed-size KV cache (see RuntimeOptions). */
   fusedAttention?: boolean
+  /** Float projections are float16 (see RuntimeOptions). */
+  halfWeights?: boolean
   /** Largest single buffer the device accepts (WebGPU), so loaders can refuse or split. */
   maxBufferBytes?: number
 }

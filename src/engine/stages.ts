@@ -22,7 +22,7 @@ function checkBufferLimit (runtime: Runtime, name: string, data: Linear | undefi
   }
 }
 
-const graphOptions = (runtime: Runtime): GraphOptions => ({ maxTensorBytes: runtime.maxBufferBytes })
+const graphOptions = (runtime: Runtime): GraphOptions => ({ maxTensorBytes: runtime.maxBufferBytes, halfWeights: runtime.halfWeights })
 
 export class Embedding {
   private constructor (readonly config: LlamaConfig, private readonly rows: RowReader) {}

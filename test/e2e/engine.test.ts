@@ -1,5 +1,6 @@
 // The engine in a real browser: the app's models view loads stories260K from the relay (HTTP
-// Range reads) and must produce llama2.c's 64 greedy ids on WebGPU (SwiftShader) and on WASM.
+// Range reads) and must produce llama2.c's 64 greedy ids on WebGPU (SwiftShader) and on WASM,
+// with float32 weights and with float16 ones.
 // A long prompt (>= 32 tokens in one prefill call) is compared with the Node CPU engine: ORT's
 // GroupQueryAttention on WebGPU went wrong exactly there, and any attention path must not.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -67,8 +68,15 @@ describe('engine in headless Chromium', () => {
     if (appDir != null) await rm(appDir, { recursive: true, force: true })
   })
 
-  for (const backend of ['webgpu', 'wasm'] as const) {
-    it(`${backend}: reference ids for both prompts, and a long prefill matching the CPU engine`, async () => {
+  // SwiftShader offers no shader-f16, so "best available" must fall back to float32 weights there;
+  // float16 weights are forced on WASM to run that graph in a real browser.
+  const variants = [
+    { backend: 'webgpu', weights: 'auto', shows: ['WebGPU', 'float32'] },
+    { backend: 'wasm', weights: 'auto', shows: ['WASM', 'float32'] },
+    { backend: 'wasm', weights: 'f16', shows: ['WASM', 'float16'] }
+  ] as const
+  for (const { backend, weights, shows } of variants) {
+    it(`${backend}, ${weights} weights: reference ids for both prompts, and a long prefill matching the CPU engine`, async () => {
       const page = await browser.newPage()
       const errors = collectErrors(page)
       await page.goto(`${relay.url}#/models`)
@@ -76,9 +84,10 @@ describe('engine in headless Chromium', () => {
       await page.getByTestId('models-open').click()
       await expect.poll(async () => await page.getByTestId('models-layers').textContent(), { timeout: 30_000 }).toBe('5')
       await page.getByTestId('models-backend-choice').selectOption(backend)
+      await page.getByTestId('models-weights-choice').selectOption(weights)
       await page.getByTestId('models-load').click()
       await page.getByTestId('models-backend').waitFor({ timeout: 60_000 })
-      expect(await page.getByTestId('models-backend').textContent()).toBe(backend === 'webgpu' ? 'WebGPU' : 'WASM')
+      expect([await page.getByTestId('models-backend').textContent(), await page.getByTestId('models-weights').textContent()]).toEqual(shows)
       for (const ref of reference.results) {
         const out = await ask(page, ref.prompt, 64)
         expect(out.prompt).toEqual(ref.prompt_tokens_with_bos)

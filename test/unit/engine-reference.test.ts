@@ -55,6 +55,38 @@ describe('stories260K reference', () => {
     await model.source.close?.()
   })
 
+  it('float16 weights (the shader-f16 path): half the projection bytes, logits within f16 rounding, the reference ids', async () => {
+    const { model, tokenizer } = await openModel(`${dir}/stories260K.gguf`)
+    const norm = new Float32Array(64).fill(1)
+    const head = await readMatrix(model, 'token_embd.weight')
+    const bytes = (opts: { halfWeights?: boolean }): number =>
+      (ModelProto.decode(buildHeadGraph(model.config, norm, head, opts)).graph.initializer as Array<{ rawData: Uint8Array }>).reduce((n, t) => n + t.rawData.length, 0)
+    expect(bytes({ halfWeights: true })).toBe(head.byteLength / 2 + norm.byteLength)
+    expect(bytes({})).toBe(head.byteLength + norm.byteLength)
+    const prompt = tokenizer.encode(reference.results[0].prompt)
+    const logits: Float32Array[] = []
+    for (const halfWeights of [false, true]) {
+      // Plain attention ops, as in browsers. A buffer limit below the head's float32 bytes but above
+      // its float16 bytes splits only the former.
+      const pipeline = await LocalPipeline.load(model, { ...await loadRuntime({ halfWeights, fusedAttention: false }), maxBufferBytes: 100_000 }, [[0, 1], [2, 4]])
+      logits.push(await pipeline.step(prompt))
+      pipeline.reset()
+      for (const ref of reference.results) {
+        pipeline.reset()
+        const { tokens } = await pipeline.generate(tokenizer.encode(ref.prompt), { maxTokens: 64, stopTokens: tokenizer.stopTokens })
+        expect(tokens, `halfWeights ${String(halfWeights)}`).toEqual(ref.generated_tokens)
+      }
+      await pipeline.release()
+    }
+    const [f32, f16] = logits
+    const scale = Math.max(...f32.map(Math.abs))
+    const diff = Math.max(...f32.map((v, i) => Math.abs(v - f16[i])))
+    // float16 keeps 11 significant bits: the logits move, but by well under 1% of their range.
+    expect(diff).toBeGreaterThan(0)
+    expect(diff / scale).toBeLessThan(0.01)
+    await model.source.close?.()
+  })
+
   it('a quantized projection splits along its output rows, blocks and scales intact', () => {
     const m = { bits: 8 as const, k: 64, n: 5, packed: Uint8Array.from({ length: 5 * 64 }, (_, i) => i % 251), scales: Float32Array.from({ length: 10 }, (_, i) => i) }
     const parts = splitLinear(m, [64, 5], 2 * 64 + 1) as QuantizedMatrix[]
