@@ -103,8 +103,10 @@ const blockTensors = (m: LoadedModel, first: number, last: number): string[] =>
 /** How many blocks fit in a memory budget, from the model's own per-block estimate. */
 export function blocksThatFit (m: LoadedModel, budgetBytes: number, contextTokens = 2048): number {
   const c = m.opened.model.config
-  const perBlock = estimateMemory(m.opened.model, [[0, 0]], Math.min(contextTokens, c.contextLength))
-  const block = perBlock.weightBytes - (estimateMemory(m.opened.model, [], 0).weightBytes) + perBlock.kvCacheBytes
+  // As this agent's runtime will hold them: packed int8/int4 on Node's CPU, float16 on a GPU with shader-f16.
+  const encoding = { packedMatMul: m.runtime.packedMatMul, halfWeights: m.runtime.halfWeights }
+  const perBlock = estimateMemory(m.opened.model, [[0, 0]], Math.min(contextTokens, c.contextLength), encoding)
+  const block = perBlock.weightBytes - (estimateMemory(m.opened.model, [], 0, encoding).weightBytes) + perBlock.kvCacheBytes
   return Math.max(1, Math.min(c.nLayers, Math.floor(budgetBytes / Math.max(block, 1))))
 }
 

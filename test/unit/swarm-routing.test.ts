@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import { findRoute, BanList, hopCost } from '../../src/swarm/routing.ts'
 import { chooseRange, shouldMove, bottleneck } from '../../src/swarm/placement.ts'
+import { blocksThatFit, type LoadedModel } from '../../src/swarm/hosting.ts'
+import { randomLlamaGguf } from '../../src/model/random-model.ts'
+import { openGguf } from '../../src/model/gguf-model.ts'
+import { openBlobSource } from '../../src/model/source-blob.ts'
+import { GgmlType } from '../../src/model/ggml-types.ts'
+import type { LlamaConfig } from '../../src/model/config.ts'
+import type { Vocabulary } from '../../src/model/tokenizer.ts'
+import type { Runtime } from '../../src/engine/runtime.ts'
 import { ShardTable, coverage, missingRanges, type ShardEntry } from '../../src/swarm/shard-table.ts'
 import { checkShardAnnounce } from '../../src/swarm/messages.ts'
 import { decodeTensor, encodeTensor } from '../../src/swarm/tensor-codec.ts'
@@ -73,6 +81,20 @@ describe('placement', () => {
     expect(shouldMove(entries, 'me', [0, 3], 8)).toEqual([4, 7])
     const balanced = [entry('a', 0, 3), entry('b', 4, 7), entry('me', 4, 7)]
     expect(shouldMove(balanced, 'me', [4, 7], 8)).toBeUndefined()
+  })
+})
+
+describe('memory budget', () => {
+  it('counts blocks as the runtime will hold them: packed Q8_0 and float16 fit more than float32', async () => {
+    const config: LlamaConfig = {
+      architecture: 'llama', dim: 256, hiddenDim: 512, nLayers: 8, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: 32,
+      contextLength: 256, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: true, qkvBias: false
+    }
+    const vocab: Vocabulary = { kind: 'spm', tokens: Array.from({ length: 32 }, (_, i) => `t${i}`), addBos: true }
+    const model = await openGguf(openBlobSource(new Blob([(await randomLlamaGguf(config, vocab, { type: GgmlType.Q8_0 })).slice()])))
+    const fit = (runtime: Partial<Runtime>): number => blocksThatFit({ opened: { model }, runtime } as unknown as LoadedModel, 4 * 2 ** 20, 256)
+    // Per block: 576 Ki weights (2.25 MiB as float32, 1.13 MiB as float16, 0.63 MiB packed) + 0.25 MiB of cache, in 4 MiB.
+    expect([fit({ packedMatMul: false }), fit({ packedMatMul: false, halfWeights: true }), fit({ packedMatMul: true })]).toEqual([1, 2, 4])
   })
 })
 
