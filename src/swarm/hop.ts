@@ -5,6 +5,26 @@ import { SessionFailure, sessionFrames, type SessionReply } from './session-wire
 import type { Hop } from './routing.ts'
 import { RECEIPT_EVERY_TOKENS, type ClientPayments, type WorkReceipt } from './payments.ts'
 
+/** Decode steps a hop must have answered before its own pace sets its deadline. */
+const PACE_SAMPLES = 8
+/** A paced deadline is this many of the hop's median decode waits... */
+const PACED_DEADLINE_MEDIANS = 50
+/** ...and never under this: a GC pause, a busy machine or a renegotiating link is not a failure. */
+const PACED_DEADLINE_FLOOR_MS = 5000
+
+/**
+ * The deadline for a decode step of a hop that answered the last ones in `decodeWallMs`: a host
+ * that has been answering in milliseconds and then goes silent is routed around in seconds, not
+ * after the session's whole step timeout (meant for prefills and the first steps).
+ */
+export function decodeDeadline (timeoutMs: number, decodeWallMs: readonly number[]): number {
+  if (decodeWallMs.length < PACE_SAMPLES) return timeoutMs
+  const recent = decodeWallMs.slice(-32).sort((a, b) => a - b)
+  const median = recent[recent.length >> 1]
+  // Whole milliseconds: AbortSignal.timeout throws on fractions.
+  return Math.min(timeoutMs, Math.max(PACED_DEADLINE_FLOOR_MS, Math.ceil(PACED_DEADLINE_MEDIANS * median)))
+}
+
 /** The client's end of one inference session with one server (one hop of the chain). */
 export class HopSession {
   position = 0
@@ -116,6 +136,7 @@ export class HopSession {
    * then says whether the host sent it on to the next hop itself.
    */
   async receive (tokens: number, dtype: WireDType = this.dtype, t0 = performance.now()): Promise<Float32Array> {
+    const deadline = tokens === 1 ? decodeDeadline(this.timeoutMs, this.decodeWallMs) : this.timeoutMs
     return await this.call(async signal => {
       const reply = await this.expectOk(signal)
       if (reply.tokens !== tokens) throw new SessionFailure('malformed', `${this.hop.peer} answered for ${String(reply.tokens)} tokens, not ${tokens}`)
@@ -136,7 +157,7 @@ export class HopSession {
         this.decodeComputeMs.push(reply.computeMs ?? 0)
       }
       return out
-    })
+    }, deadline)
   }
 
   async close (): Promise<void> {
@@ -151,15 +172,15 @@ export class HopSession {
   }
 
   /** A stalled peer is a failed peer: every exchange has a deadline. */
-  private async call<T> (fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const signal = AbortSignal.timeout(this.timeoutMs)
+  private async call<T> (fn: (signal: AbortSignal) => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
+    const signal = AbortSignal.timeout(timeoutMs)
     try {
       return await fn(signal)
     } catch (err: any) {
       const failure = err instanceof SessionFailure
         ? err
         : signal.aborted
-          ? new SessionFailure('timeout', `${this.hop.peer} did not answer within ${this.timeoutMs} ms`)
+          ? new SessionFailure('timeout', `${this.hop.peer} did not answer within ${timeoutMs} ms`)
           : new SessionFailure('transport', `${this.hop.peer}: ${err?.message ?? err}`)
       failure.peer ??= this.hop.peer
       throw failure

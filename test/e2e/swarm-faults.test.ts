@@ -137,6 +137,23 @@ describe('distributed inference with misbehaving peers', () => {
     expect(r.routes.at(-1)!.reason).toMatch(/did not answer within 3000 ms/)
   })
 
+  it('a host that goes silent mid-decode is routed around at its paced deadline, not the 30 s step timeout', async () => {
+    let decoded = 0
+    const silent = await host('silent', forward => async (h, n, c) => {
+      if (n === 1 && ++decoded > 12) return await new Promise<Float32Array>(() => {})
+      return await forward(h, n, c)
+    })
+    const good = await host('good-4')
+    const client = await agent('client-silent')
+    await seesHosts(client, [silent.id, good.id])
+    await slowDown(good, client)
+    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 24, temperature: 0, stopAtEos: false })
+    expect(r.tokens).toEqual(once.generated_tokens.slice(0, 24))
+    expect(r.routes[0].hops[0].peer).toBe(silent.id)
+    expect(r.routes.at(-1)!.hops[0].peer).toBe(good.id)
+    expect(r.routes.at(-1)!.reason).toMatch(/did not answer within 5000 ms/)
+  })
+
   it('routes around an agent that claims a range it does not hold', async () => {
     const good = await host('good-3')
     const client = await agent('client-claims')

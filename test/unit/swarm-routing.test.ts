@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { findRoute, BanList, hopCost } from '../../src/swarm/routing.ts'
 import { chooseRange, shouldMove, bottleneck } from '../../src/swarm/placement.ts'
 import { blocksThatFit, type LoadedModel } from '../../src/swarm/hosting.ts'
+import { decodeDeadline } from '../../src/swarm/hop.ts'
 import { randomLlamaGguf } from '../../src/model/random-model.ts'
 import { openGguf } from '../../src/model/gguf-model.ts'
 import { openBlobSource } from '../../src/model/source-blob.ts'
@@ -65,6 +66,17 @@ describe('routing', () => {
     expect(bans.untilFirstExpiry(['y'], 400)).toBe(1600)
     expect(bans.untilFirstExpiry(['x', 'free'], 400)).toBe(0)
     expect(bans.untilFirstExpiry([], 400)).toBe(0)
+  })
+})
+
+describe('step deadlines', () => {
+  it('a hop that answered quickly gets a deadline from its own pace, never under 5 s nor over the session\'s', () => {
+    expect(decodeDeadline(30_000, [2, 3, 2])).toBe(30_000)
+    expect(decodeDeadline(30_000, Array(8).fill(2))).toBe(5000)
+    expect(decodeDeadline(30_000, [...Array(20).fill(200), 9000])).toBe(10_000)
+    expect(decodeDeadline(30_000, Array(8).fill(104.8218))).toBe(5242)
+    expect(decodeDeadline(30_000, Array(8).fill(1000))).toBe(30_000)
+    expect(decodeDeadline(3000, Array(8).fill(2))).toBe(3000)
   })
 })
 
