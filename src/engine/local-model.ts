@@ -26,6 +26,8 @@ export interface ModelSummary {
   context: number
   weightTypes: string[]
   memory: MemoryEstimate
+  /** The same with float16 projections (WebGPU with shader-f16). */
+  memoryHalf: MemoryEstimate
 }
 
 export interface OpenedModel { model: ModelFile, tokenizer: Tokenizer, summary: ModelSummary }
@@ -64,7 +66,8 @@ export async function openLocalModel (location: string | Blob | ByteSource, toke
       vocab: c.vocabSize,
       context: c.contextLength,
       weightTypes: [...types],
-      memory: estimateMemory(model)
+      memory: estimateMemory(model),
+      memoryHalf: estimateMemory(model, undefined, undefined, { halfWeights: true })
     }
   }
 }

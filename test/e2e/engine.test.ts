@@ -83,6 +83,8 @@ describe('engine in headless Chromium', () => {
       await page.getByTestId('models-url').fill('/models/stories260K/stories260K.gguf')
       await page.getByTestId('models-open').click()
       await expect.poll(async () => await page.getByTestId('models-layers').textContent(), { timeout: 30_000 }).toBe('5')
+      const [f32Need, f16Need] = [...(await page.getByTestId('models-memory').textContent() ?? '').matchAll(/([\d.]+) MiB to load|with float16 weights ([\d.]+) MiB/g)].map(m => Number(m[1] ?? m[2]))
+      expect(f16Need).toBeLessThan(f32Need)
       await page.getByTestId('models-backend-choice').selectOption(backend)
       await page.getByTestId('models-weights-choice').selectOption(weights)
       await page.getByTestId('models-load').click()
