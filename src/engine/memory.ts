@@ -1,6 +1,7 @@
 // What loading a stage range costs, before loading it: weights are held as float32 (dequantized
-// at load), float16 with halfWeights, or, with packedMatMul, Q8_0/Q4_0 as MatMulNBits blocks; the graph bytes exist once
-// more while a session is created, and the KV cache grows to the context length.
+// at load), float16 with halfWeights, or, with packedMatMul, Q8_0/Q4_0 as MatMulNBits blocks;
+// the graph bytes exist once more while a session is created, and the KV cache grows to the
+// context length.
 import { tensorNames, type LlamaConfig } from '../model/config.ts'
 import type { ModelFile } from '../model/model-file.ts'
 import { GgmlType } from '../model/ggml-types.ts'

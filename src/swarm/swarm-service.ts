@@ -69,15 +69,15 @@ export interface SwarmView {
   credits?: WorkCredits
 }
 
+async function closeModel (m: LoadedModel): Promise<void> {
+  await m.opened.model.source.close?.().catch(() => {})
+}
+
 /**
  * Distributed inference for an agent: hosts a block range (chosen by placement, or pinned),
  * serves sessions over `/clawnet/inference/1.0.0`, keeps the shard table, and generates through
  * the mesh as a client with failover and spot checks.
  */
-async function closeModel (m: LoadedModel): Promise<void> {
-  await m.opened.model.source.close?.().catch(() => {})
-}
-
 export class SwarmService implements AgentService {
   readonly name = 'swarm'
   readonly table = new ShardTable()
