@@ -1,3 +1,5 @@
+import { exactQuantile } from '../stats.ts'
+
 /**
  * Round-trip times per peer for routing. One ping that lands in a GC pause or on a busy CPU can
  * be ten times the usual; routing on the latest sample alone would move a chain for that. The
@@ -19,10 +21,7 @@ export class RttSamples {
   get (peer: string): number | undefined {
     const s = this.samples.get(peer)
     if (s == null || s.length === 0) return undefined
-    const sorted = s.slice().sort((a, b) => a - b)
-    const mid = sorted.length >> 1
-    const median = sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-    return Math.round(median * 10) / 10
+    return Math.round(exactQuantile(s, 0.5) * 10) / 10
   }
 
   delete (peer: string): void {

@@ -3,6 +3,7 @@ import { INFERENCE_PROTOCOL } from './messages.ts'
 import { decodeTensor, encodeTensor, type WireDType } from './tensor-codec.ts'
 import { SessionFailure, sessionFrames, type SessionReply } from './session-wire.ts'
 import type { Hop } from './routing.ts'
+import { exactQuantile } from '../stats.ts'
 import { RECEIPT_EVERY_TOKENS, type ClientPayments, type WorkReceipt } from './payments.ts'
 
 /** Decode steps a hop must have answered before its own pace sets its deadline. */
@@ -19,8 +20,7 @@ const PACED_DEADLINE_FLOOR_MS = 5000
  */
 export function decodeDeadline (timeoutMs: number, decodeWallMs: readonly number[]): number {
   if (decodeWallMs.length < PACE_SAMPLES) return timeoutMs
-  const recent = decodeWallMs.slice(-32).sort((a, b) => a - b)
-  const median = recent[recent.length >> 1]
+  const median = exactQuantile(decodeWallMs.slice(-32), 0.5)
   // Whole milliseconds: AbortSignal.timeout throws on fractions.
   return Math.min(timeoutMs, Math.max(PACED_DEADLINE_FLOOR_MS, Math.ceil(PACED_DEADLINE_MEDIANS * median)))
 }
