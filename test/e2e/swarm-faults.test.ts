@@ -65,6 +65,22 @@ describe('distributed inference with misbehaving peers', () => {
     }, 30_000, 500)
   }
 
+  /**
+   * A misbehaving host beside a good one serving the same blocks, a client whose route starts on
+   * the misbehaving one, and that client's greedy generation: the tokens must be the reference
+   * whatever happened on the way.
+   */
+  const generateAround = async (name: string, tamper: Tamper, maxTokens: number, opts: { swarm?: object, stepTimeoutMs?: number } = {}) => {
+    const bad = await host(name, tamper)
+    const good = await host(`${name}-good`)
+    const client = await agent(`${name}-client`, opts.swarm)
+    await seesHosts(client, [bad.id, good.id])
+    await slowDown(good, client)
+    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens, temperature: 0, stopAtEos: false, stepTimeoutMs: opts.stepTimeoutMs })
+    expect(r.tokens, JSON.stringify({ spotChecks: r.spotChecks, skipped: r.spotChecksSkipped, routes: r.routes.map(x => x.reason) })).toEqual(once.generated_tokens.slice(0, maxTokens))
+    return { bad, good, client, r }
+  }
+
   beforeAll(async () => {
     relay = await startRelay()
   })
@@ -88,17 +104,11 @@ describe('distributed inference with misbehaving peers', () => {
   })
 
   it('a spot check catches a host that perturbs its output; evidence spreads and the output stays right', async () => {
-    const honest = await host('honest')
-    const liar = await host('liar', forward => async (h, n, c) => {
+    // The route starts on the liar, so the check has something to catch.
+    const { bad: liar, good: honest, client, r } = await generateAround('liar', forward => async (h, n, c) => {
       const out = await forward(h, n, c)
       return out.map((v, i) => v + (i % 7 === 0 ? 0.5 : 0))
-    })
-    const client = await agent('checker', { spotCheckRate: 1 })
-    await seesHosts(client, [honest.id, liar.id])
-    // Make the route start on the liar, so the check has something to catch.
-    await slowDown(honest, client)
-    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 64, temperature: 0, stopAtEos: false })
-    expect(r.tokens, JSON.stringify({ spotChecks: r.spotChecks, skipped: r.spotChecksSkipped, routes: r.routes.map(x => x.reason) })).toEqual(once.generated_tokens)
+    }, 64, { swarm: { spotCheckRate: 1 } })
     // The first check caught it; once the liar is banned nobody else serves its range to check.
     expect(r.spotChecks).toBe(1)
     expect(r.routes[0].hops[0].peer).toBe(liar.id)
@@ -115,40 +125,22 @@ describe('distributed inference with misbehaving peers', () => {
   })
 
   it('routes around a host sending wrongly shaped frames', async () => {
-    const bad = await host('short-frames', forward => async (h, n, c) => (await forward(h, n, c)).subarray(1))
-    const good = await host('good')
-    const client = await agent('client-shapes')
-    await seesHosts(client, [bad.id, good.id])
-    await slowDown(good, client)
-    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 16, temperature: 0, stopAtEos: false })
-    expect(r.tokens).toEqual(once.generated_tokens.slice(0, 16))
+    const { bad, r } = await generateAround('short-frames', forward => async (h, n, c) => (await forward(h, n, c)).subarray(1), 16)
     expect(r.routes[0].hops[0].peer).toBe(bad.id)
     expect(r.routes.at(-1)!.reason).toMatch(/bad tensor|expected/)
   })
 
   it('routes around a stalled host after the step deadline', async () => {
-    const stalled = await host('stalled', () => async () => await new Promise<Float32Array>(() => {}))
-    const good = await host('good-2')
-    const client = await agent('client-stall')
-    await seesHosts(client, [stalled.id, good.id])
-    await slowDown(good, client)
-    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 8, temperature: 0, stopAtEos: false, stepTimeoutMs: 3000 })
-    expect(r.tokens).toEqual(once.generated_tokens.slice(0, 8))
+    const { r } = await generateAround('stalled', () => async () => await new Promise<Float32Array>(() => {}), 8, { stepTimeoutMs: 3000 })
     expect(r.routes.at(-1)!.reason).toMatch(/did not answer within 3000 ms/)
   })
 
   it('a host that goes silent mid-decode is routed around at its paced deadline, not the 30 s step timeout', async () => {
     let decoded = 0
-    const silent = await host('silent', forward => async (h, n, c) => {
+    const { bad: silent, good, r } = await generateAround('silent', forward => async (h, n, c) => {
       if (n === 1 && ++decoded > 12) return await new Promise<Float32Array>(() => {})
       return await forward(h, n, c)
-    })
-    const good = await host('good-4')
-    const client = await agent('client-silent')
-    await seesHosts(client, [silent.id, good.id])
-    await slowDown(good, client)
-    const r = await swarmOf(client).generate(model, once.prompt, { maxTokens: 24, temperature: 0, stopAtEos: false })
-    expect(r.tokens).toEqual(once.generated_tokens.slice(0, 24))
+    }, 24)
     expect(r.routes[0].hops[0].peer).toBe(silent.id)
     expect(r.routes.at(-1)!.hops[0].peer).toBe(good.id)
     expect(r.routes.at(-1)!.reason).toMatch(/did not answer within 5000 ms/)

@@ -22,11 +22,9 @@ import { loadRuntime } from '../../src/engine/ort.ts'
 import { LocalPipeline } from '../../src/engine/pipeline.ts'
 import { KvCache } from '../../src/engine/stages.ts'
 import { estimateMemory } from '../../src/engine/memory.ts'
+import { llamaConfig } from '../helpers/llama-config.ts'
 
-const base: LlamaConfig = {
-  architecture: 'llama', dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: 512,
-  contextLength: 256, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: true, qkvBias: false
-}
+const base = llamaConfig({ dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: 512, contextLength: 256 })
 
 /**
  * Llama 3.1's rope scaling as its converter writes rope_freqs.weight: long wavelengths slowed by

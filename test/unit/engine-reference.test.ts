@@ -70,7 +70,6 @@ describe('stories260K reference', () => {
       // its float16 bytes splits only the former.
       const pipeline = await LocalPipeline.load(model, { ...await loadRuntime({ halfWeights, fusedAttention: false }), maxBufferBytes: 100_000 }, [[0, 1], [2, 4]])
       logits.push(await pipeline.step(prompt))
-      pipeline.reset()
       for (const ref of reference.results) {
         pipeline.reset()
         const { tokens } = await pipeline.generate(tokenizer.encode(ref.prompt), { maxTokens: 64, stopTokens: tokenizer.stopTokens })

@@ -4,7 +4,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
-import type { LlamaConfig } from '../../src/model/config.ts'
 import { randomLlamaGguf } from '../../src/model/random-model.ts'
 import { readLlama2cTokenizer } from '../../src/model/llama2c.ts'
 import { memorySource } from '../../src/model/source-memory.ts'
@@ -19,14 +18,12 @@ import type { ChunkStore } from '../../src/swarm/cached-source.ts'
 import { serveFile } from '../../relay/lib/static.ts'
 import { modelManifests } from '../../relay/lib/model-manifests.ts'
 import { MODELS_DIR } from '../helpers/relay.ts'
+import { llamaConfig } from '../helpers/llama-config.ts'
 import { streamPair } from '@libp2p/utils'
 import type { Connection } from '@libp2p/interface'
 import { openPeerSource, serveWeights, type HeldModel } from '../../src/swarm/weights.ts'
 
-const CONFIG: LlamaConfig = {
-  architecture: 'llama', dim: 128, hiddenDim: 384, nLayers: 8, nHeads: 4, nKvHeads: 2, headDim: 32, vocabSize: 512,
-  contextLength: 128, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: false, qkvBias: false
-}
+const CONFIG = llamaConfig({ dim: 128, hiddenDim: 384, nLayers: 8, nHeads: 4, nKvHeads: 2, headDim: 32, vocabSize: 512, contextLength: 128, tiedEmbeddings: false })
 
 const memoryStore = (): ChunkStore => {
   const m = new Map<string, Uint8Array>()

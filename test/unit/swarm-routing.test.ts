@@ -7,7 +7,7 @@ import { randomLlamaGguf } from '../../src/model/random-model.ts'
 import { openGguf } from '../../src/model/gguf-model.ts'
 import { openBlobSource } from '../../src/model/source-blob.ts'
 import { GgmlType } from '../../src/model/ggml-types.ts'
-import type { LlamaConfig } from '../../src/model/config.ts'
+import { llamaConfig } from '../helpers/llama-config.ts'
 import type { Vocabulary } from '../../src/model/tokenizer.ts'
 import type { Runtime } from '../../src/engine/runtime.ts'
 import { ShardTable, coverage, missingRanges, type ShardEntry } from '../../src/swarm/shard-table.ts'
@@ -98,10 +98,7 @@ describe('placement', () => {
 
 describe('memory budget', () => {
   it('counts blocks as the runtime will hold them: packed Q8_0 and float16 fit more than float32', async () => {
-    const config: LlamaConfig = {
-      architecture: 'llama', dim: 256, hiddenDim: 512, nLayers: 8, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: 32,
-      contextLength: 256, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: true, qkvBias: false
-    }
+    const config = llamaConfig({ dim: 256, hiddenDim: 512, nLayers: 8, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: 32, contextLength: 256 })
     const vocab: Vocabulary = { kind: 'spm', tokens: Array.from({ length: 32 }, (_, i) => `t${i}`), addBos: true }
     const model = await openGguf(openBlobSource(new Blob([(await randomLlamaGguf(config, vocab, { type: GgmlType.Q8_0 })).slice()])))
     const fit = (runtime: Partial<Runtime>): number => blocksThatFit({ opened: { model }, runtime } as unknown as LoadedModel, 4 * 2 ** 20, 256)
