@@ -88,6 +88,11 @@ export class LocalChat {
     return new LocalChat(opened, await LocalPipeline.load(opened.model, runtime), runtime.backend, runtime.halfWeights === true)
   }
 
+  /** How the blocks attend (see BlockRange.attention); every range of one runtime does the same. */
+  get attention (): 'fused' | 'ops' {
+    return this.pipeline.ranges[0].attention
+  }
+
   promptTokens (messages: ChatMessage[]): number[] {
     return encodeChat(this.opened.model.chatTemplate, messages, this.opened.tokenizer)
   }

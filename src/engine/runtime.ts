@@ -19,8 +19,10 @@ export interface RuntimeOptions {
    */
   packedMatMul?: boolean
   /**
-   * Node only (default on): ORT's GroupQueryAttention with fused q/k/v and a fixed-size KV
-   * cache updated in place, instead of plain attention ops and a cache that grows by Concat.
+   * ORT's GroupQueryAttention with fused q/k/v and a fixed-size KV cache updated in place,
+   * instead of plain attention ops and a cache that grows by Concat. Default on in Node and on
+   * WebGPU (where the cache stays in GPU buffers); WASM keeps plain ops, because it copies every
+   * input into its heap and so could not update a cache in place.
    */
   fusedAttention?: boolean
   /**
@@ -38,8 +40,24 @@ export interface Runtime {
   packedMatMul: boolean
   /** Blocks use fused GroupQueryAttention and an in-place fixed-size KV cache (see RuntimeOptions). */
   fusedAttention?: boolean
+  /** Where the fixed-size caches of fused attention live when not in CPU memory (WebGPU). */
+  cacheStore?: CacheStore
+  /**
+   * Most query tokens one fused-attention call may take: ORT's GroupQueryAttention on WebGPU
+   * returned wrong output from 32 query tokens per call on (decode and the cache were right).
+   */
+  maxFusedTokens?: number
   /** Float projections are float16 (see RuntimeOptions). */
   halfWeights?: boolean
   /** Largest single buffer the device accepts (WebGPU), so loaders can refuse or split. */
   maxBufferBytes?: number
+}
+
+/**
+ * Storage of one fixed-size cache tensor [1, heads, capacity, headDim] (float32). `grow` returns
+ * a zeroed tensor of the new capacity holding the first `rows` positions of each head of `old`
+ * (whose capacity was `oldCapacity`), and disposes `old`.
+ */
+export interface CacheStore {
+  grow: (old: OrtCommon.Tensor | undefined, heads: number, oldCapacity: number, capacity: number, rows: number, headDim: number) => Promise<OrtCommon.Tensor>
 }

@@ -7,7 +7,7 @@ import { tensorNames } from '../model/config.ts'
 import { readTensor, RowReader, tensorRef, type ModelFile } from '../model/model-file.ts'
 import { buildBlocksGraph, buildFusedBlocksGraph, buildHeadGraph, kvNames, ropeShape, type GraphOptions, type Linear } from './llama-graph.ts'
 import { causalMask, ropeTables } from './rope.ts'
-import type { Runtime } from './runtime.ts'
+import type { CacheStore, Runtime } from './runtime.ts'
 import { readBlockWeights, readLinear } from './weights.ts'
 
 /**
@@ -44,10 +44,26 @@ export class Embedding {
  * One sequence's keys and values for a range's blocks. A range serving several sessions at
  * once (a shard server) holds one cache per session over the same weights.
  *
- * With fused attention (CPU) each layer's cache is a fixed-size [1, kvHeads, capacity, headDim]
- * tensor that the graph updates in place; it doubles (one copy) when a step would overflow it.
+ * With fused attention (Node, WebGPU) each layer's cache is a fixed-size tensor
+ * [1, kvHeads, capacity, headDim] that the graph updates in place, in CPU memory or in a GPU
+ * buffer (Runtime.cacheStore); it doubles (one copy) when a step would overflow it.
  * Otherwise each step returns a new [kvHeads, tokens, headDim] tensor one step longer.
  */
+/** Fixed-size caches in CPU memory (Node: ORT's CPU provider updates them in place). */
+export function cpuCacheStore (ort: Runtime['ort']): CacheStore {
+  return {
+    async grow (old, heads, oldCapacity, capacity, rows, headDim) {
+      const data = new Float32Array(heads * capacity * headDim)
+      if (old != null) {
+        const src = old.data as Float32Array
+        for (let h = 0; h < heads; h++) data.set(src.subarray(h * oldCapacity * headDim, (h * oldCapacity + rows) * headDim), h * capacity * headDim)
+        old.dispose()
+      }
+      return new ort.Tensor('float32', data, [1, heads, capacity, headDim])
+    }
+  }
+}
+
 export class KvCache {
   /** Tokens already in this cache. */
   position = 0
@@ -55,7 +71,7 @@ export class KvCache {
   capacity = 0
   readonly tensors = new Map<string, OrtCommon.Tensor>()
 
-  constructor (private readonly range: { first: number, last: number, config: LlamaConfig, ort: Runtime['ort'], fused?: boolean }) {
+  constructor (private readonly range: { first: number, last: number, config: LlamaConfig, ort: Runtime['ort'], fused?: boolean, store: CacheStore }) {
     this.reset()
   }
 
@@ -74,26 +90,17 @@ export class KvCache {
   }
 
   /** Fused layout: makes room for `tokens` more positions, growing the buffers if needed. */
-  reserve (tokens: number): void {
+  async reserve (tokens: number): Promise<void> {
     const need = this.position + tokens
     if (this.range.fused !== true || need <= this.capacity) return
     const c = this.range.config
     let capacity = Math.max(this.capacity * 2, KvCache.initialCapacity)
     while (capacity < need) capacity *= 2
     capacity = Math.min(capacity, c.contextLength)
-    const { Tensor } = this.range.ort
-    const row = c.headDim
     for (let i = this.range.first; i <= this.range.last; i++) {
       const kv = kvNames(i)
       for (const name of [kv.pastK, kv.pastV]) {
-        const data = new Float32Array(c.nKvHeads * capacity * row)
-        const old = this.tensors.get(name)
-        if (old != null) {
-          const src = old.data as Float32Array
-          for (let h = 0; h < c.nKvHeads; h++) data.set(src.subarray(h * this.capacity * row, (h * this.capacity + this.position) * row), h * capacity * row)
-          old.dispose()
-        }
-        this.tensors.set(name, new Tensor('float32', data, [1, c.nKvHeads, capacity, row]))
+        this.tensors.set(name, await this.range.store.grow(this.tensors.get(name), c.nKvHeads, this.capacity, capacity, this.position, c.headDim))
       }
     }
     this.capacity = capacity
@@ -169,7 +176,7 @@ export class BlockRange {
   }
 
   newCache (): KvCache {
-    return new KvCache({ first: this.first, last: this.last, config: this.config, ort: this.runtime.ort, fused: this.fused })
+    return new KvCache({ first: this.first, last: this.last, config: this.config, ort: this.runtime.ort, fused: this.fused, store: this.runtime.cacheStore ?? cpuCacheStore(this.runtime.ort) })
   }
 
   reset (): void {
@@ -181,7 +188,7 @@ export class BlockRange {
     const c = this.config
     if (hidden.length !== tokens * c.dim) throw new Error(`blocks ${this.first}-${this.last}: hidden state has ${hidden.length} values, expected ${tokens} x ${c.dim}`)
     if (cache.position + tokens > c.contextLength) throw new Error(`context full: ${cache.position} + ${tokens} tokens exceeds the model's context of ${c.contextLength}`)
-    if (this.fused) return await this.forwardFused(hidden, tokens, cache)
+    if (this.fused) return await this.forwardFusedChunks(hidden, tokens, cache)
     const { Tensor } = this.runtime.ort
     const { cos, sin } = ropeTables(c, cache.position, tokens, this.freqFactors)
     const group = c.nHeads / c.nKvHeads
@@ -221,9 +228,22 @@ export class BlockRange {
     return r
   }
 
+  /** Splits a call into the most query tokens fused attention takes at once on this runtime. */
+  private async forwardFusedChunks (hidden: Float32Array, tokens: number, cache: KvCache): Promise<Float32Array> {
+    const most = this.runtime.maxFusedTokens ?? tokens
+    if (tokens <= most) return await this.forwardFused(hidden, tokens, cache)
+    const dim = this.config.dim
+    const out = new Float32Array(hidden.length)
+    for (let t = 0; t < tokens; t += most) {
+      const n = Math.min(most, tokens - t)
+      out.set(await this.forwardFused(hidden.slice(t * dim, (t + n) * dim), n, cache), t * dim)
+    }
+    return out
+  }
+
   private async forwardFused (hidden: Float32Array, tokens: number, cache: KvCache): Promise<Float32Array> {
     const { Tensor } = this.runtime.ort
-    cache.reserve(tokens)
+    await cache.reserve(tokens)
     const total = cache.position + tokens
     const { cos, sin } = this.ropeFor(cache.capacity)
     const feeds: Record<string, OrtCommon.Tensor> = {
