@@ -132,9 +132,7 @@ export async function loadRange (m: LoadedModel, first: number, last: number, on
     name: m.opened.summary.name,
     config: c,
     range,
-    url: typeof m.location === 'string' && /^https?:/.test(m.location) ? m.location : undefined,
-    // onnxruntime-web's WebGPU attention was wrong for >= 32 query tokens per call.
-    maxChunk: m.runtime.backend === 'webgpu' ? 16 : 256
+    url: typeof m.location === 'string' && /^https?:/.test(m.location) ? m.location : undefined
   }
   return { hosted, msPerTokenLayer: times[2] / (last - first + 1) }
 }

@@ -14,8 +14,6 @@ export interface HostedRange {
   range: BlockRange
   /** Where the weights came from, announced so others can load the same file. */
   url?: string
-  /** Largest number of tokens one forward call may take (WebGPU attention needs < 32). */
-  maxChunk: number
 }
 
 export interface ServerOptions {
@@ -350,13 +348,16 @@ export class ShardServer {
     }
   }
 
-  /** Prefill in chunks the backend runs correctly (WebGPU attention misbehaves at >= 32 tokens). */
+  /**
+   * A long prefill in chunks, so one call's activations stay bounded (the range itself splits
+   * further where its backend needs it).
+   */
   private async forward (hidden: Float32Array, tokens: number, cache: KvCache): Promise<Float32Array> {
     const dim = this.hosted.config.dim
-    if (tokens <= this.hosted.maxChunk) return await this.hosted.range.forward(hidden, tokens, cache)
+    if (tokens <= FORWARD_CHUNK) return await this.hosted.range.forward(hidden, tokens, cache)
     const out = new Float32Array(tokens * dim)
-    for (let t = 0; t < tokens; t += this.hosted.maxChunk) {
-      const n = Math.min(this.hosted.maxChunk, tokens - t)
+    for (let t = 0; t < tokens; t += FORWARD_CHUNK) {
+      const n = Math.min(FORWARD_CHUNK, tokens - t)
       out.set(await this.hosted.range.forward(hidden.subarray(t * dim, (t + n) * dim), n, cache), t * dim)
     }
     return out
@@ -386,6 +387,9 @@ function paymentRefusal (meter: HostMeter, mustBeSigned: number): SessionReply |
   if (meter.mustPause) return { ok: false, error: 'payment-required', detail: 'too much work is unpaid: settle through the ledger, then open a new session' }
   return undefined
 }
+
+/** Most tokens of one forward call. */
+const FORWARD_CHUNK = 256
 
 /** How long a pushed step beyond the unsigned allowance waits for the receipt the client is sending. */
 const RECEIPT_WAIT_MS = 5000

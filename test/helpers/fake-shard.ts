@@ -15,7 +15,7 @@ export function fakeRange (dim: number, blocks: number, f: (x: number) => number
     newCache: () => ({ position: 0, dispose () {} }),
     forward: async (h: Float32Array, n: number, cache: { position: number }) => { cache.position += n; return h.map(f) }
   }
-  return { model: FAKE_MODEL, name: 'fake', config: { dim, nLayers: 8, nKvHeads: 1, headDim: dim, contextLength: 256 } as any, range: range as any, maxChunk: 16 }
+  return { model: FAKE_MODEL, name: 'fake', config: { dim, nLayers: 8, nKvHeads: 1, headDim: dim, contextLength: 256 } as any, range: range as any }
 }
 
 /** Host payments on real WorkMeters; `meters` lets a test play the ledger that reports payments. */
