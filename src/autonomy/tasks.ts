@@ -1,7 +1,7 @@
 // Tasks between agents: `task.request` (what the requester wants) and `task.reply` (accepted
 // and done, or declined with a reason), one of each on a fresh `/clawnet/task/1.0.0` stream.
 import type { Connection, Stream } from '@libp2p/interface'
-import { jsonFrames } from '../mesh/frames.ts'
+import { jsonFrames, closeStream } from '../mesh/frames.ts'
 import { registerMessageType } from '../protocol/messages.ts'
 import { PROTOCOL_MAJOR } from '../protocol/version.ts'
 import { LIMITS } from '../protocol/limits.ts'
@@ -62,7 +62,7 @@ export async function askTask (conn: Connection, request: Envelope<TaskRequestBo
     await frames.write(request, signal)
     return await frames.readBytes(signal)
   } finally {
-    await stream.close().catch(() => stream.abort(new Error('task stream closed')))
+    await closeStream(stream, 'task stream closed')
   }
 }
 
@@ -72,6 +72,6 @@ export async function serveTask (stream: Stream, answer: (bytes: Uint8Array) => 
   try {
     await frames.write(await answer(await frames.readBytes(AbortSignal.timeout(10_000))), AbortSignal.timeout(10_000))
   } finally {
-    await stream.close().catch(() => stream.abort(new Error('task stream closed')))
+    await closeStream(stream, 'task stream closed')
   }
 }

@@ -1,5 +1,5 @@
 import type { Connection, Stream } from '@libp2p/interface'
-import { jsonFrames } from './frames.ts'
+import { jsonFrames, closeStream } from './frames.ts'
 import { PROTOCOLS } from './topics.ts'
 import type { Envelope } from '../protocol/envelope.ts'
 
@@ -20,7 +20,7 @@ export async function sendDirectEnvelope (conn: Connection, env: Envelope, timeo
     const ack: DirectAck = await frames.readJson(signal)
     if (ack?.ok !== true) throw new DirectRefused(ack?.reason ?? 'no reason given')
   } finally {
-    await stream.close().catch(() => stream.abort(new Error('direct closed')))
+    await closeStream(stream, 'direct closed')
   }
 }
 
@@ -33,6 +33,6 @@ export async function receiveDirect (stream: Stream, accept: (bytes: Uint8Array)
     const ack: DirectAck = reason == null ? { ok: true } : { ok: false, reason }
     await frames.write(ack, signal)
   } finally {
-    await stream.close().catch(() => stream.abort(new Error('direct closed')))
+    await closeStream(stream, 'direct closed')
   }
 }

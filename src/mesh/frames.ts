@@ -34,6 +34,11 @@ export function jsonFrames (stream: Stream, maxBytes: number = LIMITS.maxEnvelop
   }
 }
 
+/** Closes a stream, or aborts it (naming `why`) when it cannot be closed gracefully. */
+export async function closeStream (stream: Stream, why: string): Promise<void> {
+  await stream.close().catch(() => { stream.abort(new Error(why)) })
+}
+
 /**
  * Length-prefixed frames in one buffer: the encrypted transports write each piece of a message
  * to the socket separately, and every write can wake the receiver for a fragment (a header and

@@ -1,6 +1,6 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import { toString } from 'uint8arrays'
-import { jsonFrames } from './frames.ts'
+import { jsonFrames, closeStream } from './frames.ts'
 import { PROTOCOLS } from './topics.ts'
 import { PROTOCOL_VERSION, isCompatible, parseVersion } from '../protocol/version.ts'
 import type { Envelope } from '../protocol/envelope.ts'
@@ -37,7 +37,7 @@ export async function sayHello (conn: Connection, ours: Envelope, signal: AbortS
     if (refusal != null) return { ok: false, refusal }
     return { ok: true, announce: reply }
   } finally {
-    await stream.close().catch(() => stream.abort(new Error('hello closed')))
+    await closeStream(stream, 'hello closed')
   }
 }
 
@@ -56,7 +56,7 @@ export async function answerHello (stream: Stream, ours: () => Promise<Envelope>
     await frames.write(await ours(), signal)
     await onAnnounce(theirs)
   } finally {
-    await stream.close().catch(() => stream.abort(new Error('hello closed')))
+    await closeStream(stream, 'hello closed')
   }
 }
 

@@ -5,6 +5,7 @@ import { decodeTensor, encodeTensor, WIRE_DTYPES, type WireDType } from './tenso
 import { SessionFailure, sessionFrames, type PushStep, type SessionReply, type SessionRequest } from './session-wire.ts'
 import { PUSH_PROTOCOL } from './messages.ts'
 import { UNSIGNED_TOKENS_ALLOWED, type HostMeter, type HostPayments, type WorkReceipt } from './payments.ts'
+import { closeStream } from '../mesh/frames.ts'
 
 export interface HostedRange {
   /** Manifest id of the model. */
@@ -157,7 +158,7 @@ export class ShardServer {
         pushId: randomId(), meter: paySession != null ? this.opts.payments!.meter(client, paySession) : undefined,
         inbound: new Set(), queue: Promise.resolve(), receiptWaiters: [],
         reply: async (r, tensor) => { await (tensor != null ? frames.writeWithBytes(r, tensor) : frames.write(r)) },
-        end: () => { void stream.close().catch(() => { stream.abort(new Error('session ended')) }) }
+        end: () => { void closeStream(stream, 'session ended') }
       }
       session = s
       this.sessions.set(s.id, s)
@@ -188,7 +189,7 @@ export class ShardServer {
     } finally {
       session?.meter?.close()
       if (session != null) this.drop(session)
-      await stream.close().catch(() => { stream.abort(new Error('session closed')) })
+      await closeStream(stream, 'session closed')
     }
   }
 
@@ -226,7 +227,7 @@ export class ShardServer {
       // The pushing host went away or its session ended; the client hears of it on its own stream.
     } finally {
       s?.inbound.delete(stream)
-      await stream.close().catch(() => { stream.abort(new Error('push closed')) })
+      await closeStream(stream, 'push closed')
     }
   }
 

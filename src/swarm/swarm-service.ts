@@ -1,4 +1,4 @@
-import type { Connection } from '@libp2p/interface'
+import type { Connection, Stream } from '@libp2p/interface'
 import { streamPair } from '@libp2p/utils'
 import type { AgentContext, AgentService } from '../peer/service.ts'
 import type { Envelope } from '../protocol/envelope.ts'
@@ -103,22 +103,20 @@ export class SwarmService implements AgentService {
     this.ctx = ctx
     ctx.subscribe(SHARD_TOPIC, env => { this.onShard(env) })
     ctx.subscribe(EVIDENCE_TOPIC, env => { this.onEvidence(env) })
-    await ctx.handle(INFERENCE_PROTOCOL, async (stream, conn) => {
+    // Both session protocols need blocks hosted here; without them the stream is refused at once.
+    const hosting = (serve: (server: ShardServer, stream: Stream, conn: Connection) => Promise<void>) => async (stream: Stream, conn: Connection) => {
       if (this.server == null) {
         stream.abort(new Error('this agent hosts no blocks'))
         return
       }
+      await serve(this.server, stream, conn)
+    }
+    await ctx.handle(INFERENCE_PROTOCOL, hosting(async (server, stream, conn) => {
       this.ctx?.changed()
-      await this.server.handle(stream, conn)
+      await server.handle(stream, conn)
       this.ctx?.changed()
-    })
-    await ctx.handle(PUSH_PROTOCOL, async stream => {
-      if (this.server == null) {
-        stream.abort(new Error('this agent hosts no blocks'))
-        return
-      }
-      await this.server.handlePush(stream)
-    })
+    }))
+    await ctx.handle(PUSH_PROTOCOL, hosting(async (server, stream) => { await server.handlePush(stream) }))
     await ctx.handle(WEIGHTS_PROTOCOL, async stream => {
       await serveWeights(stream, model => this.model?.manifest === model ? { source: this.model.opened.model.source, manifest: this.model.full } : undefined)
     })

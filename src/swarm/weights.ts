@@ -3,6 +3,7 @@ import type { ByteSource } from '../model/source-http.ts'
 import type { ModelManifest } from '../model/manifest.ts'
 import { WEIGHTS_PROTOCOL } from './messages.ts'
 import { sessionFrames } from './session-wire.ts'
+import { closeStream } from '../mesh/frames.ts'
 
 /** Largest piece one weights request may ask for; bigger reads are split. */
 export const MAX_WEIGHTS_CHUNK = 16 * 1024 * 1024
@@ -42,7 +43,7 @@ export async function serveWeights (stream: Stream, holds: (model: string) => He
       await frames.writeBytes(r.length === 0 ? new Uint8Array(0) : await source.read(r.offset, r.length))
     }
   } finally {
-    await stream.close().catch(() => { stream.abort(new Error('weights closed')) })
+    await closeStream(stream, 'weights closed')
   }
 }
 

@@ -4,7 +4,7 @@
 // and addressed to the payee. The reply is always a `ledger.blocks` message; for a transfer it
 // holds the payee's receive block, its half of the two signatures.
 import type { Connection, Stream } from '@libp2p/interface'
-import { jsonFrames } from '../../mesh/frames.ts'
+import { jsonFrames, closeStream } from '../../mesh/frames.ts'
 import { PROTOCOL_MAJOR } from '../../protocol/version.ts'
 import { MAX_STREAM_BYTES, type SyncMessage } from '../../ledger/sync.ts'
 import type { Block } from '../../ledger/block.ts'
@@ -29,7 +29,7 @@ export async function ask (conn: Connection, message: Request | Envelope): Promi
     await frames.write(message, signal)
     return await frames.readBytes(signal)
   } finally {
-    await stream.close().catch(() => stream.abort(new Error('ledger stream closed')))
+    await closeStream(stream, 'ledger stream closed')
   }
 }
 
@@ -40,7 +40,7 @@ export async function serve (stream: Stream, answer: (bytes: Uint8Array) => Prom
   try {
     await frames.write(await answer(await frames.readBytes(signal)), signal)
   } finally {
-    await stream.close().catch(() => stream.abort(new Error('ledger stream closed')))
+    await closeStream(stream, 'ledger stream closed')
   }
 }
 
