@@ -46,7 +46,7 @@ export class Embedding {
  *
  * With fused attention (Node, WebGPU) each layer's cache is a fixed-size tensor
  * [1, kvHeads, capacity, headDim] that the graph updates in place, in CPU memory or in a GPU
- * buffer (Runtime.cacheStore); it doubles (one copy) when a step would overflow it.
+ * buffer (Runtime.cacheStore); it grows (one copy) when a step would overflow it.
  * Otherwise each step returns a new [kvHeads, tokens, headDim] tensor one step longer.
  */
 /** Fixed-size caches in CPU memory (Node: ORT's CPU provider updates them in place). */
@@ -94,9 +94,8 @@ export class KvCache {
     const need = this.position + tokens
     if (this.range.fused !== true || need <= this.capacity) return
     const c = this.range.config
-    let capacity = Math.max(this.capacity * 2, KvCache.initialCapacity)
-    while (capacity < need) capacity *= 2
-    capacity = Math.min(capacity, c.contextLength)
+    const step = KvCache.growthStep
+    const capacity = Math.min(Math.ceil(need / step) * step, c.contextLength)
     for (let i = this.range.first; i <= this.range.last; i++) {
       const kv = kvNames(i)
       for (const name of [kv.pastK, kv.pastV]) {
@@ -107,13 +106,15 @@ export class KvCache {
   }
 
   /**
-   * First size of a fixed-size cache (tokens); it doubles up to the context length. Small,
-   * because onnxruntime-node copies every output back into a fresh ArrayBuffer, the caches it
-   * updated in place included: each step costs a copy of the whole capacity, and that garbage
-   * (reported to V8 as external memory) is what set off most full GCs in a host: with 256, a
-   * 2-block host of the swarm bench's small model ran a 10–20 ms mark-compact every ~200 ms.
+   * Positions a fixed-size cache grows by, so its capacity stays close to what it holds: a
+   * step's cost grows with the capacity, not with the tokens in it. onnxruntime-node copies
+   * every output back into a fresh ArrayBuffer, the caches it updated in place included, so each
+   * step copies the whole capacity (and that garbage, reported to V8 as external memory, set off
+   * most full GCs in hosts). On the engine bench's Q8_0 model a decode step at position 32 took
+   * 3.2 ms with room for 64 positions and 3.8 ms with room for 512. Growing copies the cache
+   * once, every `growthStep` tokens.
    */
-  static initialCapacity = 32
+  static growthStep = 32
 
   /** Bytes one token adds to a cache of this range (keys and values, f32). */
   static bytesPerToken (config: LlamaConfig, blocks: number): number {
@@ -214,18 +215,26 @@ export class BlockRange {
     return result
   }
 
-  /** Rotary tables for positions 0..capacity-1, computed once per cache size. */
-  private readonly rope = new Map<number, { cos: OrtCommon.Tensor, sin: OrtCommon.Tensor }>()
+  /**
+   * Rotary tables for positions 0..rows-1, rows a power of two (so a growing cache recomputes
+   * them rarely, and a long-context model does not hold tables for positions it never reaches);
+   * each step sees rows 0..capacity-1.
+   */
+  private ropeTable?: { rows: number, cos: Float32Array, sin: Float32Array }
+  private rope?: { capacity: number, cos: OrtCommon.Tensor, sin: OrtCommon.Tensor }
 
   private ropeFor (capacity: number): { cos: OrtCommon.Tensor, sin: OrtCommon.Tensor } {
-    let r = this.rope.get(capacity)
-    if (r == null) {
-      const { cos, sin } = ropeTables(this.config, 0, capacity, this.freqFactors)
-      const dims = [capacity, this.config.headDim / 2]
-      r = { cos: new this.runtime.ort.Tensor('float32', cos, dims), sin: new this.runtime.ort.Tensor('float32', sin, dims) }
-      this.rope.set(capacity, r)
+    if (this.rope?.capacity !== capacity) {
+      if (this.ropeTable == null || this.ropeTable.rows < capacity) {
+        const rows = Math.min(this.config.contextLength, 2 ** Math.ceil(Math.log2(capacity)))
+        this.ropeTable = { rows, ...ropeTables(this.config, 0, rows, this.freqFactors) }
+      }
+      const half = this.config.headDim / 2
+      const dims = [capacity, half]
+      const { Tensor } = this.runtime.ort
+      this.rope = { capacity, cos: new Tensor('float32', this.ropeTable.cos.subarray(0, capacity * half), dims), sin: new Tensor('float32', this.ropeTable.sin.subarray(0, capacity * half), dims) }
     }
-    return r
+    return this.rope
   }
 
   /** Splits a call into the most query tokens fused attention takes at once on this runtime. */

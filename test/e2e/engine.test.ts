@@ -86,8 +86,8 @@ describe('engine in headless Chromium', () => {
     await page.getByTestId('models-load').click()
     await page.getByTestId('models-backend').waitFor({ timeout: 60_000 })
     expect(await page.getByTestId('models-attention').textContent()).toBe('fused attention')
-    // A prompt of over 32 tokens, prefilled in calls below ORT's WebGPU limit; 100 decode steps
-    // grow the GPU caches twice (64 -> 128 -> 256 positions).
+    // A prompt of over 32 tokens, prefilled in calls below ORT's WebGPU limit; the 100 decode
+    // steps grow the GPU caches four times (they grow by 32 positions).
     const out = await ask(page, LONG_PROMPT, 100)
     expect(out.prompt.length).toBeGreaterThanOrEqual(32)
 

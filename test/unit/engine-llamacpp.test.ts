@@ -154,8 +154,8 @@ describe('engine vs llama.cpp on random-weight GGUF models', () => {
     await writeFile(path, await randomLlamaGguf({ ...base, ...cases[0].config }, vocab, { seed: 11, type: GgmlType.F32 }))
     const expected = await llamaCppGreedy(path)
     const { model } = await openModel(path)
-    const saved = KvCache.initialCapacity
-    KvCache.initialCapacity = 4 // grows 4 -> 8 -> 16 -> 32 over the prompt and the generated tokens
+    const saved = KvCache.growthStep
+    KvCache.growthStep = 4 // grows every 4 positions over the prompt and the generated tokens
     try {
       for (const fusedAttention of [true, false]) {
         const pipeline = await LocalPipeline.load(model, await loadRuntime({ fusedAttention }), [[0, 2], [3, 6]])
@@ -173,7 +173,7 @@ describe('engine vs llama.cpp on random-weight GGUF models', () => {
         await pipeline.release()
       }
     } finally {
-      KvCache.initialCapacity = saved
+      KvCache.growthStep = saved
     }
     await model.source.close?.()
   }, 60_000)
