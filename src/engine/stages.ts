@@ -40,15 +40,6 @@ export class Embedding {
   }
 }
 
-/**
- * One sequence's keys and values for a range's blocks. A range serving several sessions at
- * once (a shard server) holds one cache per session over the same weights.
- *
- * With fused attention (Node, WebGPU) each layer's cache is a fixed-size tensor
- * [1, kvHeads, capacity, headDim] that the graph updates in place, in CPU memory or in a GPU
- * buffer (Runtime.cacheStore); it grows (one copy) when a step would overflow it.
- * Otherwise each step returns a new [kvHeads, tokens, headDim] tensor one step longer.
- */
 /** Fixed-size caches in CPU memory (Node: ORT's CPU provider updates them in place). */
 export function cpuCacheStore (ort: Runtime['ort']): CacheStore {
   return {
@@ -64,6 +55,15 @@ export function cpuCacheStore (ort: Runtime['ort']): CacheStore {
   }
 }
 
+/**
+ * One sequence's keys and values for a range's blocks. A range serving several sessions at
+ * once (a shard server) holds one cache per session over the same weights.
+ *
+ * With fused attention (Node, WebGPU) each layer's cache is a fixed-size tensor
+ * [1, kvHeads, capacity, headDim] that the graph updates in place, in CPU memory or in a GPU
+ * buffer (Runtime.cacheStore); it grows (one copy) when a step would overflow it.
+ * Otherwise each step returns a new [kvHeads, tokens, headDim] tensor one step longer.
+ */
 export class KvCache {
   /** Tokens already in this cache. */
   position = 0
