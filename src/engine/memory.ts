@@ -6,6 +6,13 @@ import { tensorNames, type LlamaConfig } from '../model/config.ts'
 import type { ModelFile } from '../model/model-file.ts'
 import { GgmlType } from '../model/ggml-types.ts'
 
+/**
+ * Most weight bytes one session's graph holds: an ONNX model is one protobuf (at most 2 GiB),
+ * and onnxruntime-web copies it into a 4 GiB WebAssembly heap while it creates the session.
+ * Larger block ranges run as several sessions.
+ */
+export const MAX_GRAPH_BYTES = 2 ** 30
+
 export interface WeightEncoding { packedMatMul?: boolean, halfWeights?: boolean }
 
 /** Bytes a tensor takes once loaded: float32 or float16, or packed MatMulNBits blocks + f32 scales. */
@@ -22,7 +29,7 @@ export interface MemoryEstimate {
   /** float32 weights of the blocks and head, plus the embedding in its file encoding. */
   weightBytes: number
   kvCacheBytes: number
-  /** While sessions are created the weights exist twice (graph bytes and session copy). */
+  /** While a session is created its graph's weights exist twice (graph bytes and session copy). */
   peakBytes: number
 }
 
@@ -30,18 +37,25 @@ export function estimateMemory (model: ModelFile, ranges: Array<[number, number]
   const c: LlamaConfig = model.config
   let blockBytes = 0
   let layers = 0
+  // While a session is created its graph's weights exist twice: a range's largest graph.
+  let largestGraph = 0
   for (const [a, b] of ranges) {
+    let graph = 0
     for (let i = a; i <= b; i++) {
       layers++
-      for (const name of Object.values(tensorNames.block(i))) blockBytes += loadedBytes(model, name, opts)
+      let block = 0
+      for (const name of Object.values(tensorNames.block(i))) block += loadedBytes(model, name, opts)
+      if (graph > 0 && graph + block > MAX_GRAPH_BYTES) graph = 0
+      graph += block
+      largestGraph = Math.max(largestGraph, graph)
+      blockBytes += block
     }
   }
   const headBytes = loadedBytes(model, c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output, opts) + c.dim * 4
   const embeddingBytes = model.tensors.get(tensorNames.embedding)?.byteLength ?? 0
   const weightBytes = blockBytes + headBytes + embeddingBytes
   const kvCacheBytes = 2 * layers * contextTokens * c.nKvHeads * c.headDim * 4
-  const largestStage = Math.max(headBytes, ...ranges.map(([a, b]) => blockBytes * (b - a + 1) / Math.max(layers, 1)))
-  return { weightBytes, kvCacheBytes, peakBytes: weightBytes + kvCacheBytes + largestStage }
+  return { weightBytes, kvCacheBytes, peakBytes: weightBytes + kvCacheBytes + Math.max(headBytes, largestGraph) }
 }
 
 export function checkMemoryBudget (estimate: MemoryEstimate, budgetBytes: number, what: string): void {

@@ -5,8 +5,9 @@ import type * as OrtCommon from 'onnxruntime-common'
 import type { LlamaConfig } from '../model/config.ts'
 import { tensorNames } from '../model/config.ts'
 import { readTensor, RowReader, tensorRef, type ModelFile } from '../model/model-file.ts'
-import { buildBlocksGraph, buildFusedBlocksGraph, buildHeadGraph, kvNames, ropeShape, type GraphOptions, type Linear } from './llama-graph.ts'
+import { buildBlocksGraph, buildFusedBlocksGraph, buildHeadGraph, kvNames, ropeShape, type BlockWeights, type GraphOptions, type Linear } from './llama-graph.ts'
 import { causalMask, ropeTables } from './rope.ts'
+import { MAX_GRAPH_BYTES } from './memory.ts'
 import type { CacheStore, Runtime } from './runtime.ts'
 import { readBlockWeights, readLinear } from './weights.ts'
 
@@ -128,6 +129,20 @@ export class KvCache {
   }
 }
 
+/** A run of blocks of a range that one session holds. */
+interface Segment { first: number, last: number, session: OrtCommon.InferenceSession }
+
+/** Bytes a block's weights take in its graph (float32, float16 projections, or packed blocks). */
+function graphBytes (weights: BlockWeights, halfWeights: boolean): number {
+  let n = 0
+  for (const [name, w] of Object.entries(weights)) {
+    if (w == null) continue
+    if (!(w instanceof Float32Array)) n += w.packed.byteLength + w.scales.byteLength
+    else n += halfWeights && !/Norm|Bias/.test(name) ? w.byteLength / 2 : w.byteLength
+  }
+  return n
+}
+
 export class BlockRange {
   private readonly own: KvCache
 
@@ -136,12 +151,15 @@ export class BlockRange {
     readonly first: number,
     readonly last: number,
     private readonly runtime: Runtime,
-    private readonly session: OrtCommon.InferenceSession,
+    private readonly segments: Segment[],
     private readonly freqFactors?: Float32Array,
     private readonly fused = false
   ) {
     this.own = this.newCache()
   }
+
+  /** Most weight bytes one session holds (MAX_GRAPH_BYTES; tests lower it to split small models). */
+  static maxGraphBytes = MAX_GRAPH_BYTES
 
   /** Loads blocks first..last (inclusive, 0-based): only their tensors are read. */
   static async load (model: ModelFile, first: number, last: number, runtime: Runtime): Promise<BlockRange> {
@@ -149,21 +167,42 @@ export class BlockRange {
     if (!Number.isInteger(first) || !Number.isInteger(last) || first < 0 || last < first || last >= c.nLayers) {
       throw new Error(`layer range ${first}-${last} is outside the model's blocks 0-${c.nLayers - 1}`)
     }
-    const blocks = []
-    for (let i = first; i <= last; i++) {
-      const weights = await readBlockWeights(model, i, runtime.packedMatMul)
-      for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data, !/Norm|Bias/.test(name))
-      blocks.push(weights)
-    }
     // ORT's GroupQueryAttention wants head sizes in multiples of 16 (stories260K has 8).
     const fused = runtime.fusedAttention === true && c.headDim % 16 === 0
-    const graph = fused ? buildFusedBlocksGraph(c, first, blocks, graphOptions(runtime)) : buildBlocksGraph(c, first, blocks, graphOptions(runtime))
-    blocks.length = 0
-    const names = []
-    for (let i = first; i <= last; i++) names.push(kvNames(i).presentK, kvNames(i).presentV)
-    const session = await runtime.createSession(graph, names)
+    const segments: Segment[] = []
+    let blocks: BlockWeights[] = []
+    let bytes = 0
+    const flush = async (): Promise<void> => {
+      const start = segments.length === 0 ? first : segments[segments.length - 1].last + 1
+      const graph = fused ? buildFusedBlocksGraph(c, start, blocks, graphOptions(runtime)) : buildBlocksGraph(c, start, blocks, graphOptions(runtime))
+      const end = start + blocks.length - 1
+      blocks = []
+      bytes = 0
+      const names = []
+      for (let i = start; i <= end; i++) names.push(kvNames(i).presentK, kvNames(i).presentV)
+      segments.push({ first: start, last: end, session: await runtime.createSession(graph, names) })
+    }
+    try {
+      for (let i = first; i <= last; i++) {
+        const weights = await readBlockWeights(model, i, runtime.packedMatMul)
+        for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data, !/Norm|Bias/.test(name))
+        const size = graphBytes(weights, runtime.halfWeights === true)
+        if (blocks.length > 0 && bytes + size > BlockRange.maxGraphBytes) await flush()
+        blocks.push(weights)
+        bytes += size
+      }
+      await flush()
+    } catch (err) {
+      for (const s of segments) await s.session.release()
+      throw err
+    }
     const freqFactors = model.tensors.has(tensorNames.ropeFreqs) ? await readTensor(model, tensorNames.ropeFreqs) : undefined
-    return new BlockRange(c, first, last, runtime, session, freqFactors, fused)
+    return new BlockRange(c, first, last, runtime, segments, freqFactors, fused)
+  }
+
+  /** How many sessions hold this range's blocks (see maxGraphBytes). */
+  get sessions (): number {
+    return this.segments.length
   }
 
   /** 'fused': GroupQueryAttention with an in-place fixed-size cache; 'ops': plain attention ops. */
@@ -195,24 +234,31 @@ export class BlockRange {
     const group = c.nHeads / c.nKvHeads
     const ropeDims = ropeShape(c, tokens) as number[]
     const feeds: Record<string, OrtCommon.Tensor> = {
-      hidden: new Tensor('float32', hidden, [tokens, c.dim]),
       rope_cos: new Tensor('float32', cos, ropeDims),
       rope_sin: new Tensor('float32', sin, ropeDims),
       mask: new Tensor('float32', causalMask(cache.position, tokens, group), [group * tokens, cache.position + tokens])
     }
-    for (const [name, t] of cache.tensors) feeds[name] = t
-    const out = await this.session.run(feeds)
-    for (let i = this.first; i <= this.last; i++) {
-      const kv = kvNames(i)
-      cache.tensors.get(kv.pastK)?.dispose()
-      cache.tensors.get(kv.pastV)?.dispose()
-      cache.tensors.set(kv.pastK, out[kv.presentK])
-      cache.tensors.set(kv.pastV, out[kv.presentV])
+    let x = hidden
+    for (const segment of this.segments) {
+      const layerFeeds: Record<string, OrtCommon.Tensor> = { ...feeds, hidden: new Tensor('float32', x, [tokens, c.dim]) }
+      for (let i = segment.first; i <= segment.last; i++) {
+        const kv = kvNames(i)
+        layerFeeds[kv.pastK] = cache.tensors.get(kv.pastK) as OrtCommon.Tensor
+        layerFeeds[kv.pastV] = cache.tensors.get(kv.pastV) as OrtCommon.Tensor
+      }
+      const out = await segment.session.run(layerFeeds)
+      for (let i = segment.first; i <= segment.last; i++) {
+        const kv = kvNames(i)
+        cache.tensors.get(kv.pastK)?.dispose()
+        cache.tensors.get(kv.pastV)?.dispose()
+        cache.tensors.set(kv.pastK, out[kv.presentK])
+        cache.tensors.set(kv.pastV, out[kv.presentV])
+      }
+      x = await out.hidden_out.getData() as Float32Array
+      out.hidden_out.dispose()
     }
     cache.position += tokens
-    const result = await out.hidden_out.getData() as Float32Array
-    out.hidden_out.dispose()
-    return result
+    return x
   }
 
   /**
@@ -256,32 +302,33 @@ export class BlockRange {
     const total = cache.position + tokens
     const { cos, sin } = this.ropeFor(cache.capacity)
     const feeds: Record<string, OrtCommon.Tensor> = {
-      hidden: new Tensor('float32', hidden, [tokens, this.config.dim]),
       seqlens_k: new Tensor('int32', Int32Array.of(total - 1), [1]),
       total_sequence_length: new Tensor('int32', Int32Array.of(total), []),
       rope_cos: cos,
       rope_sin: sin
     }
-    // The present outputs are bound to the past inputs' buffers: the kernel writes only the
-    // new positions, in place.
-    const fetches: Record<string, OrtCommon.Tensor | null> = { hidden_out: null }
-    for (let i = this.first; i <= this.last; i++) {
-      const kv = kvNames(i)
-      const k = cache.tensors.get(kv.pastK) as OrtCommon.Tensor
-      const v = cache.tensors.get(kv.pastV) as OrtCommon.Tensor
-      feeds[kv.pastK] = k
-      feeds[kv.pastV] = v
-      fetches[kv.presentK] = k
-      fetches[kv.presentV] = v
+    let x = hidden
+    for (const segment of this.segments) {
+      // The present outputs are bound to the past inputs' buffers: the kernel writes only the
+      // new positions, in place.
+      const fetches: Record<string, OrtCommon.Tensor | null> = { hidden_out: null }
+      const layerFeeds: Record<string, OrtCommon.Tensor> = { ...feeds, hidden: new Tensor('float32', x, [tokens, this.config.dim]) }
+      for (let i = segment.first; i <= segment.last; i++) {
+        const kv = kvNames(i)
+        const k = cache.tensors.get(kv.pastK) as OrtCommon.Tensor
+        const v = cache.tensors.get(kv.pastV) as OrtCommon.Tensor
+        layerFeeds[kv.pastK] = fetches[kv.presentK] = k
+        layerFeeds[kv.pastV] = fetches[kv.presentV] = v
+      }
+      x = (await segment.session.run(layerFeeds, fetches)).hidden_out.data as Float32Array
     }
-    const out = await this.session.run(feeds, fetches)
     cache.position = total
-    return out.hidden_out.data as Float32Array
+    return x
   }
 
   async release (): Promise<void> {
     this.own.dispose()
-    await this.session.release()
+    for (const s of this.segments) await s.session.release()
   }
 }
 

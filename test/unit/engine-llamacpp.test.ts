@@ -20,7 +20,7 @@ import type { Vocabulary } from '../../src/model/tokenizer.ts'
 import { randomLlamaGguf } from '../../src/model/random-model.ts'
 import { loadRuntime } from '../../src/engine/ort.ts'
 import { LocalPipeline } from '../../src/engine/pipeline.ts'
-import { KvCache } from '../../src/engine/stages.ts'
+import { BlockRange, KvCache } from '../../src/engine/stages.ts'
 import { estimateMemory } from '../../src/engine/memory.ts'
 import { llamaConfig } from '../helpers/llama-config.ts'
 
@@ -149,31 +149,36 @@ describe('engine vs llama.cpp on random-weight GGUF models', () => {
     }, 60_000)
   })
 
-  it('fused attention: chunked prefill and a KV cache that grows in place give llama.cpp\'s tokens, as plain ops do', async () => {
+  it('fused attention: chunked prefill, a KV cache that grows in place, and ranges split over several sessions give llama.cpp\'s tokens, as plain ops do', async () => {
     const path = join(dir, 'fused.gguf')
     await writeFile(path, await randomLlamaGguf({ ...base, ...cases[0].config }, vocab, { seed: 11, type: GgmlType.F32 }))
     const expected = await llamaCppGreedy(path)
     const { model } = await openModel(path)
-    const saved = KvCache.growthStep
+    const [savedStep, savedGraph] = [KvCache.growthStep, BlockRange.maxGraphBytes]
     KvCache.growthStep = 4 // grows every 4 positions over the prompt and the generated tokens
     try {
       for (const fusedAttention of [true, false]) {
-        const pipeline = await LocalPipeline.load(model, await loadRuntime({ fusedAttention }), [[0, 2], [3, 6]])
-        expect(pipeline.ranges.map(r => r.attention)).toEqual(fusedAttention ? ['fused', 'fused'] : ['ops', 'ops'])
-        for (const prefillChunk of [3, 256]) {
-          pipeline.reset()
-          const { tokens } = await pipeline.generate(PROMPT, { maxTokens: GENERATE, stopTokens: new Set([2]), prefillChunk })
-          expect(tokens, `fusedAttention ${String(fusedAttention)}, prefill chunk ${prefillChunk}`).toEqual(expected)
+        for (const split of [false, true]) {
+          // Split: every block in a session of its own, as a range over the graph limit runs.
+          BlockRange.maxGraphBytes = split ? 1 : savedGraph
+          const pipeline = await LocalPipeline.load(model, await loadRuntime({ fusedAttention }), [[0, 2], [3, 6]])
+          expect(pipeline.ranges.map(r => r.attention)).toEqual(fusedAttention ? ['fused', 'fused'] : ['ops', 'ops'])
+          expect(pipeline.ranges.map(r => r.sessions)).toEqual(split ? [3, 4] : [1, 1])
+          for (const prefillChunk of [3, 256]) {
+            pipeline.reset()
+            const { tokens } = await pipeline.generate(PROMPT, { maxTokens: GENERATE, stopTokens: new Set([2]), prefillChunk })
+            expect(tokens, `fusedAttention ${String(fusedAttention)}, split ${String(split)}, prefill chunk ${prefillChunk}`).toEqual(expected)
+          }
+          // A second cache over the same weights is independent of the range's own.
+          const other = pipeline.ranges[0].newCache()
+          await pipeline.ranges[0].forward(new Float32Array(model.config.dim * 5).fill(0.5), 5, other)
+          expect([other.position, pipeline.ranges[0].position]).toEqual([5, PROMPT.length + GENERATE - 1])
+          other.dispose()
+          await pipeline.release()
         }
-        // A second cache over the same weights is independent of the range's own.
-        const other = pipeline.ranges[0].newCache()
-        await pipeline.ranges[0].forward(new Float32Array(model.config.dim * 5).fill(0.5), 5, other)
-        expect([other.position, pipeline.ranges[0].position]).toEqual([5, PROMPT.length + GENERATE - 1])
-        other.dispose()
-        await pipeline.release()
       }
     } finally {
-      KvCache.growthStep = saved
+      [KvCache.growthStep, BlockRange.maxGraphBytes] = [savedStep, savedGraph]
     }
     await model.source.close?.()
   }, 60_000)
