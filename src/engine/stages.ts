@@ -161,6 +161,9 @@ export class BlockRange {
   /** Most weight bytes one session holds (MAX_GRAPH_BYTES; tests lower it to split small models). */
   static maxGraphBytes = MAX_GRAPH_BYTES
 
+  /** What one ONNX graph can hold at all (a protobuf message): a block beyond it cannot load. */
+  static graphLimitBytes = 2 ** 31 - 1
+
   /** Loads blocks first..last (inclusive, 0-based): only their tensors are read. */
   static async load (model: ModelFile, first: number, last: number, runtime: Runtime): Promise<BlockRange> {
     const c = model.config
@@ -187,6 +190,7 @@ export class BlockRange {
         const weights = await readBlockWeights(model, i, runtime.packedMatMul)
         for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data, !/Norm|Bias/.test(name))
         const size = graphBytes(weights, runtime.halfWeights === true)
+        if (size > BlockRange.graphLimitBytes) throw new Error(`block ${i}: its weights take ${(size / 2 ** 20).toFixed(1)} MiB in one ONNX graph, over the ${(BlockRange.graphLimitBytes / 2 ** 20).toFixed(1)} MiB a graph can hold; this engine cannot load blocks that large`)
         if (blocks.length > 0 && bytes + size > BlockRange.maxGraphBytes) await flush()
         blocks.push(weights)
         bytes += size

@@ -7,6 +7,7 @@ import { promisify } from 'node:util'
 import { openModel } from '../../src/model/open-model.ts'
 import { loadRuntime } from '../../src/engine/ort.ts'
 import { LocalPipeline, parseLayerRanges } from '../../src/engine/pipeline.ts'
+import { BlockRange } from '../../src/engine/stages.ts'
 import { buildHeadGraph, splitLinear, type QuantizedMatrix } from '../../src/engine/llama-graph.ts'
 import { readMatrix } from '../../src/engine/weights.ts'
 import { ModelProto } from '../../src/engine/onnx-proto.ts'
@@ -52,6 +53,14 @@ describe('stories260K reference', () => {
     await pipeline.release()
     // One output column of the head (64 floats) cannot be split further.
     await expect(LocalPipeline.load(model, { ...await loadRuntime(), maxBufferBytes: 255 })).rejects.toThrow(/exceeds this device's largest buffer/)
+    // A block that one ONNX graph cannot hold is refused by name, before any session is made.
+    const saved = BlockRange.graphLimitBytes
+    BlockRange.graphLimitBytes = 100_000 // a stories260K block takes ~180 KB as float32
+    try {
+      await expect(LocalPipeline.load(model, await loadRuntime(), [[0, 4]])).rejects.toThrow(/^block 0: its weights take 0\.2 MiB in one ONNX graph, over the 0\.1 MiB a graph can hold/)
+    } finally {
+      BlockRange.graphLimitBytes = saved
+    }
     await model.source.close?.()
   })
 
