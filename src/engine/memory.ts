@@ -33,29 +33,43 @@ export interface MemoryEstimate {
   peakBytes: number
 }
 
-export function estimateMemory (model: ModelFile, ranges: Array<[number, number]> = [[0, model.config.nLayers - 1]], contextTokens = model.config.contextLength, opts: WeightEncoding = {}): MemoryEstimate {
-  const c: LlamaConfig = model.config
-  let blockBytes = 0
-  let layers = 0
-  // While a session is created its graph's weights exist twice: a range's largest graph.
-  let largestGraph = 0
-  for (const [a, b] of ranges) {
-    let graph = 0
-    for (let i = a; i <= b; i++) {
-      layers++
-      let block = 0
-      for (const name of Object.values(tensorNames.block(i))) block += loadedBytes(model, name, opts)
-      if (graph > 0 && graph + block > MAX_GRAPH_BYTES) graph = 0
-      graph += block
-      largestGraph = Math.max(largestGraph, graph)
-      blockBytes += block
+/** Bytes block `i`'s weights take once loaded in the given encoding. */
+export function blockBytes (model: ModelFile, i: number, enc: WeightEncoding): number {
+  let n = 0
+  for (const name of Object.values(tensorNames.block(i))) n += loadedBytes(model, name, enc)
+  return n
+}
+
+/**
+ * Cuts blocks first..last into runs whose weights stay within `maxBytes`, one session each (a
+ * block larger than that runs alone).
+ */
+export function graphSegments (model: ModelFile, first: number, last: number, enc: WeightEncoding, maxBytes = MAX_GRAPH_BYTES): Array<{ first: number, last: number, bytes: number }> {
+  const segments: Array<{ first: number, last: number, bytes: number }> = []
+  for (let i = first; i <= last; i++) {
+    const bytes = blockBytes(model, i, enc)
+    const open = segments.at(-1)
+    if (open != null && open.bytes + bytes <= maxBytes) {
+      open.last = i
+      open.bytes += bytes
+    } else {
+      segments.push({ first: i, last: i, bytes })
     }
   }
+  return segments
+}
+
+export function estimateMemory (model: ModelFile, ranges: Array<[number, number]> = [[0, model.config.nLayers - 1]], contextTokens = model.config.contextLength, opts: WeightEncoding = {}): MemoryEstimate {
+  const c: LlamaConfig = model.config
+  const segments = ranges.flatMap(([a, b]) => graphSegments(model, a, b, opts))
+  const layers = ranges.reduce((n, [a, b]) => n + b - a + 1, 0)
   const headBytes = loadedBytes(model, c.tiedEmbeddings ? tensorNames.embedding : tensorNames.output, opts) + c.dim * 4
   const embeddingBytes = model.tensors.get(tensorNames.embedding)?.byteLength ?? 0
-  const weightBytes = blockBytes + headBytes + embeddingBytes
+  const weightBytes = segments.reduce((n, s) => n + s.bytes, 0) + headBytes + embeddingBytes
   const kvCacheBytes = 2 * layers * contextTokens * c.nKvHeads * c.headDim * 4
-  return { weightBytes, kvCacheBytes, peakBytes: weightBytes + kvCacheBytes + Math.max(headBytes, largestGraph) }
+  // While a session is created its graph's weights exist twice: the largest graph counts twice.
+  const largestGraph = Math.max(headBytes, ...segments.map(s => s.bytes))
+  return { weightBytes, kvCacheBytes, peakBytes: weightBytes + kvCacheBytes + largestGraph }
 }
 
 export function checkMemoryBudget (estimate: MemoryEstimate, budgetBytes: number, what: string): void {

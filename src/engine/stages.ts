@@ -7,7 +7,7 @@ import { tensorNames } from '../model/config.ts'
 import { readTensor, RowReader, tensorRef, type ModelFile } from '../model/model-file.ts'
 import { buildBlocksGraph, buildFusedBlocksGraph, buildHeadGraph, kvNames, ropeShape, type BlockWeights, type GraphOptions, type Linear } from './llama-graph.ts'
 import { causalMask, ropeTables } from './rope.ts'
-import { MAX_GRAPH_BYTES } from './memory.ts'
+import { MAX_GRAPH_BYTES, blockBytes, graphSegments } from './memory.ts'
 import type { CacheStore, Runtime } from './runtime.ts'
 import { readBlockWeights, readLinear } from './weights.ts'
 
@@ -132,17 +132,6 @@ export class KvCache {
 /** A run of blocks of a range that one session holds. */
 interface Segment { first: number, last: number, session: OrtCommon.InferenceSession }
 
-/** Bytes a block's weights take in its graph (float32, float16 projections, or packed blocks). */
-function graphBytes (weights: BlockWeights, halfWeights: boolean): number {
-  let n = 0
-  for (const [name, w] of Object.entries(weights)) {
-    if (w == null) continue
-    if (!(w instanceof Float32Array)) n += w.packed.byteLength + w.scales.byteLength
-    else n += halfWeights && !/Norm|Bias/.test(name) ? w.byteLength / 2 : w.byteLength
-  }
-  return n
-}
-
 export class BlockRange {
   private readonly own: KvCache
 
@@ -172,30 +161,26 @@ export class BlockRange {
     }
     // ORT's GroupQueryAttention wants head sizes in multiples of 16 (stories260K has 8).
     const fused = runtime.fusedAttention === true && c.headDim % 16 === 0
-    const segments: Segment[] = []
-    let blocks: BlockWeights[] = []
-    let bytes = 0
-    const flush = async (): Promise<void> => {
-      const start = segments.length === 0 ? first : segments[segments.length - 1].last + 1
-      const graph = fused ? buildFusedBlocksGraph(c, start, blocks, graphOptions(runtime)) : buildBlocksGraph(c, start, blocks, graphOptions(runtime))
-      const end = start + blocks.length - 1
-      blocks = []
-      bytes = 0
-      const names = []
-      for (let i = start; i <= end; i++) names.push(kvNames(i).presentK, kvNames(i).presentV)
-      segments.push({ first: start, last: end, session: await runtime.createSession(graph, names) })
+    const encoding = { packedMatMul: runtime.packedMatMul, halfWeights: runtime.halfWeights }
+    for (let i = first; i <= last; i++) {
+      const size = blockBytes(model, i, encoding)
+      if (size > BlockRange.graphLimitBytes) throw new Error(`block ${i}: its weights take ${(size / 2 ** 20).toFixed(1)} MiB in one ONNX graph, over the ${(BlockRange.graphLimitBytes / 2 ** 20).toFixed(1)} MiB a graph can hold; this engine cannot load blocks that large`)
     }
+    const segments: Segment[] = []
     try {
-      for (let i = first; i <= last; i++) {
-        const weights = await readBlockWeights(model, i, runtime.packedMatMul)
-        for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data, !/Norm|Bias/.test(name))
-        const size = graphBytes(weights, runtime.halfWeights === true)
-        if (size > BlockRange.graphLimitBytes) throw new Error(`block ${i}: its weights take ${(size / 2 ** 20).toFixed(1)} MiB in one ONNX graph, over the ${(BlockRange.graphLimitBytes / 2 ** 20).toFixed(1)} MiB a graph can hold; this engine cannot load blocks that large`)
-        if (blocks.length > 0 && bytes + size > BlockRange.maxGraphBytes) await flush()
-        blocks.push(weights)
-        bytes += size
+      for (const { first: start, last: end } of graphSegments(model, first, last, encoding, BlockRange.maxGraphBytes)) {
+        const blocks: BlockWeights[] = []
+        for (let i = start; i <= end; i++) {
+          const weights = await readBlockWeights(model, i, runtime.packedMatMul)
+          for (const [name, data] of Object.entries(weights)) checkBufferLimit(runtime, `blk.${i}.${name}`, data, !/Norm|Bias/.test(name))
+          blocks.push(weights)
+        }
+        const graph = fused ? buildFusedBlocksGraph(c, start, blocks, graphOptions(runtime)) : buildBlocksGraph(c, start, blocks, graphOptions(runtime))
+        blocks.length = 0
+        const names = []
+        for (let i = start; i <= end; i++) names.push(kvNames(i).presentK, kvNames(i).presentV)
+        segments.push({ first: start, last: end, session: await runtime.createSession(graph, names) })
       }
-      await flush()
     } catch (err) {
       for (const s of segments) await s.session.release()
       throw err
@@ -227,12 +212,31 @@ export class BlockRange {
     this.own.reset()
   }
 
-  /** Runs `tokens` new positions through the range, appending them to the KV cache. */
+  /** Most tokens one call runs, so a long prefill's activations stay bounded. */
+  static maxCallTokens = 256
+
+  /**
+   * Runs `tokens` new positions through the range, appending them to the KV cache; a long
+   * prefill goes in calls of at most maxCallTokens, and of fewer where the runtime's fused
+   * attention needs it.
+   */
   async forward (hidden: Float32Array, tokens: number, cache: KvCache = this.own): Promise<Float32Array> {
     const c = this.config
     if (hidden.length !== tokens * c.dim) throw new Error(`blocks ${this.first}-${this.last}: hidden state has ${hidden.length} values, expected ${tokens} x ${c.dim}`)
     if (cache.position + tokens > c.contextLength) throw new Error(`context full: ${cache.position} + ${tokens} tokens exceeds the model's context of ${c.contextLength}`)
-    if (this.fused) return await this.forwardFusedChunks(hidden, tokens, cache)
+    const most = Math.min(BlockRange.maxCallTokens, this.fused ? this.runtime.maxFusedTokens ?? tokens : tokens)
+    const call = async (x: Float32Array, n: number): Promise<Float32Array> => this.fused ? await this.forwardFused(x, n, cache) : await this.forwardOps(x, n, cache)
+    if (tokens <= most) return await call(hidden, tokens)
+    const out = new Float32Array(hidden.length)
+    for (let t = 0; t < tokens; t += most) {
+      const n = Math.min(most, tokens - t)
+      out.set(await call(hidden.slice(t * c.dim, (t + n) * c.dim), n), t * c.dim)
+    }
+    return out
+  }
+
+  private async forwardOps (hidden: Float32Array, tokens: number, cache: KvCache): Promise<Float32Array> {
+    const c = this.config
     const { Tensor } = this.runtime.ort
     const { cos, sin } = ropeTables(c, cache.position, tokens, this.freqFactors)
     const group = c.nHeads / c.nKvHeads
@@ -285,19 +289,6 @@ export class BlockRange {
       this.rope = { capacity, cos: new Tensor('float32', this.ropeTable.cos.subarray(0, capacity * half), dims), sin: new Tensor('float32', this.ropeTable.sin.subarray(0, capacity * half), dims) }
     }
     return this.rope
-  }
-
-  /** Splits a call into the most query tokens fused attention takes at once on this runtime. */
-  private async forwardFusedChunks (hidden: Float32Array, tokens: number, cache: KvCache): Promise<Float32Array> {
-    const most = this.runtime.maxFusedTokens ?? tokens
-    if (tokens <= most) return await this.forwardFused(hidden, tokens, cache)
-    const dim = this.config.dim
-    const out = new Float32Array(hidden.length)
-    for (let t = 0; t < tokens; t += most) {
-      const n = Math.min(most, tokens - t)
-      out.set(await this.forwardFused(hidden.slice(t * dim, (t + n) * dim), n, cache), t * dim)
-    }
-    return out
   }
 
   private async forwardFused (hidden: Float32Array, tokens: number, cache: KvCache): Promise<Float32Array> {

@@ -321,7 +321,7 @@ export class ShardServer {
       return false
     }
     const t0 = performance.now()
-    const out = await this.run(async () => await this.forward(hidden, req.tokens, s.cache))
+    const out = await this.run(async () => await this.hosted.range.forward(hidden, req.tokens, s.cache))
     const computeMs = performance.now() - t0
     if (req.tokens === 1) this.msPerTokenLayer = 0.8 * this.msPerTokenLayer + 0.2 * (computeMs / this.blocks)
     s.lastActive = Date.now()
@@ -349,21 +349,6 @@ export class ShardServer {
     }
   }
 
-  /**
-   * A long prefill in chunks, so one call's activations stay bounded (the range itself splits
-   * further where its backend needs it).
-   */
-  private async forward (hidden: Float32Array, tokens: number, cache: KvCache): Promise<Float32Array> {
-    const dim = this.hosted.config.dim
-    if (tokens <= FORWARD_CHUNK) return await this.hosted.range.forward(hidden, tokens, cache)
-    const out = new Float32Array(tokens * dim)
-    for (let t = 0; t < tokens; t += FORWARD_CHUNK) {
-      const n = Math.min(FORWARD_CHUNK, tokens - t)
-      out.set(await this.hosted.range.forward(hidden.subarray(t * dim, (t + n) * dim), n, cache), t * dim)
-    }
-    return out
-  }
-
   private checkOpen (open: any): SessionReply | undefined {
     const h = this.hosted
     if (open?.type !== 'open') return { ok: false, error: 'bad-request', detail: 'the first frame must be {"type":"open",…}' }
@@ -388,9 +373,6 @@ function paymentRefusal (meter: HostMeter, mustBeSigned: number): SessionReply |
   if (meter.mustPause) return { ok: false, error: 'payment-required', detail: 'too much work is unpaid: settle through the ledger, then open a new session' }
   return undefined
 }
-
-/** Most tokens of one forward call. */
-const FORWARD_CHUNK = 256
 
 /** How long a pushed step beyond the unsigned allowance waits for the receipt the client is sending. */
 const RECEIPT_WAIT_MS = 5000
