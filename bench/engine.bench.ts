@@ -8,8 +8,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { getLlama } from 'node-llama-cpp'
-import type { LlamaConfig } from '../src/model/config.ts'
 import { GgmlType } from '../src/model/ggml-types.ts'
+import { llamaConfig } from '../test/helpers/llama-config.ts'
 import { randomLlamaGguf } from '../src/model/random-model.ts'
 import { openFileSource } from '../src/model/source.ts'
 import { readLlama2cTokenizer } from '../src/model/llama2c.ts'
@@ -17,10 +17,7 @@ import { openModel } from '../src/model/open-model.ts'
 import { loadRuntime } from '../src/engine/ort.ts'
 import { LocalPipeline } from '../src/engine/pipeline.ts'
 
-const CONFIG: LlamaConfig = {
-  architecture: 'llama', dim: 768, hiddenDim: 2048, nLayers: 6, nHeads: 12, nKvHeads: 4, headDim: 64, vocabSize: 512,
-  contextLength: 512, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: false, qkvBias: false
-}
+const CONFIG = llamaConfig({ dim: 768, hiddenDim: 2048, nLayers: 6, nHeads: 12, nKvHeads: 4, headDim: 64, vocabSize: 512, contextLength: 512, tiedEmbeddings: false })
 const PROMPT_TOKENS = 128
 const DECODE_TOKENS = 64
 const RUNS = 3

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { LlamaConfig } from '../src/model/config.ts'
 import { GgmlType } from '../src/model/ggml-types.ts'
+import { llamaConfig } from '../test/helpers/llama-config.ts'
 import { randomLlamaGguf, tensorShapes } from '../src/model/random-model.ts'
 import { openFileSource } from '../src/model/source.ts'
 import { readLlama2cTokenizer } from '../src/model/llama2c.ts'
@@ -31,10 +32,7 @@ interface BenchModel {
   concurrent: boolean
 }
 
-const BASE: LlamaConfig = {
-  architecture: 'llama', dim: 512, hiddenDim: 1536, nLayers: 8, nHeads: 8, nKvHeads: 4, headDim: 64, vocabSize: 512,
-  contextLength: 512, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: false, qkvBias: false
-}
+const BASE = llamaConfig({ dim: 512, hiddenDim: 1536, nLayers: 8, nHeads: 8, nKvHeads: 4, headDim: 64, vocabSize: 512, contextLength: 512, tiedEmbeddings: false })
 const MODELS: BenchModel[] = [
   // ~27M parameters, f32: a hop's messaging is of the order of a token's compute.
   { label: 'small', config: BASE, decode: 48, runs: 5, concurrent: true },

@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { build } from 'vite'
-import type { LlamaConfig } from '../src/model/config.ts'
+import { llamaConfig } from '../test/helpers/llama-config.ts'
 import { randomLlamaGguf } from '../src/model/random-model.ts'
 import { openFileSource } from '../src/model/source.ts'
 import { readLlama2cTokenizer } from '../src/model/llama2c.ts'
@@ -16,10 +16,7 @@ import { launchChromium } from '../test/helpers/browser.ts'
 import type { EngineRun } from './browser/engine-page.ts'
 import { median } from '../src/stats.ts'
 
-const CONFIG: LlamaConfig = {
-  architecture: 'llama', dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 2, headDim: 32, vocabSize: 512,
-  contextLength: 1024, normEps: 1e-5, ropeTheta: 10000, ropeStyle: 'interleaved', ropeLinearFactor: 1, tiedEmbeddings: false, qkvBias: false
-}
+const CONFIG = llamaConfig({ dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 2, headDim: 32, vocabSize: 512, contextLength: 1024, tiedEmbeddings: false })
 const PROMPT_TOKENS = 128
 const DECODE_TOKENS = 256
 const RUNS = 3

@@ -6,12 +6,12 @@ import { loadRuntime } from '../../src/engine/ort.ts'
 import { LocalPipeline } from '../../src/engine/pipeline.ts'
 import type { RuntimeOptions } from '../../src/engine/runtime.ts'
 
-export interface EngineRun { attention: string, backend: string, prefill: number[], decode: number[] }
+export interface EngineRun { attention: string, prefill: number[], decode: number[] }
 
 async function benchEngine (url: string, opts: RuntimeOptions, prompt: number[], decode: number, runs: number): Promise<EngineRun> {
   const model = await openModelSource(await openSource(url))
   const pipeline = await LocalPipeline.load(model, await loadRuntime(opts))
-  const result: EngineRun = { attention: pipeline.ranges[0].attention, backend: opts.backend ?? '', prefill: [], decode: [] }
+  const result: EngineRun = { attention: pipeline.ranges[0].attention, prefill: [], decode: [] }
   for (let r = 0; r <= runs; r++) {
     pipeline.reset()
     const { timings } = await pipeline.generate(prompt, { maxTokens: decode + 1 })
