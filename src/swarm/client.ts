@@ -1,11 +1,10 @@
-import type { Connection } from '@libp2p/interface'
 import type { Embedding, Head } from '../engine/stages.ts'
 import { Sampler, type SamplerOptions } from '../engine/sampler.ts'
 import type { LlamaConfig } from '../model/config.ts'
 import { HopSession } from './hop.ts'
 import { BanList, findRoute, type Hop } from './routing.ts'
 import { formatBlocks, missingRanges, type ShardEntry } from './shard-table.ts'
-import { SessionFailure } from './session-wire.ts'
+import { SessionFailure, type Link } from './session-wire.ts'
 import { decodeTensor, encodeTensor, type WireDType } from './tensor-codec.ts'
 import { compareOutputs, digest, type Standing } from './verify.ts'
 import type { SpotCheckEvidence } from './messages.ts'
@@ -13,7 +12,7 @@ import type { ClientPayments, Settlement } from './payments.ts'
 import { median, quantile } from '../stats.ts'
 
 export interface ClientDeps {
-  connect: (peer: string) => Promise<Connection>
+  link: Link
   /** Live shard entries for the model. */
   shards: () => ShardEntry[]
   rtt: (peer: string) => number | undefined
@@ -237,13 +236,7 @@ export class MeshClient {
       let input = replay != null && replay.tokens > 0 ? replay.all() : undefined
       try {
         for (const hop of route) {
-          let conn
-          try {
-            conn = await this.deps.connect(hop.peer)
-          } catch (err: any) {
-            throw new SessionFailure('transport', `cannot reach ${hop.peer}: ${err?.message ?? err}`, hop.peer)
-          }
-          const s = await HopSession.open(conn, hop, this.model, maxLength, { dtype, dim: c.dim, timeoutMs, payments: this.deps.payments })
+          const s = await this.openSession(hop, maxLength, { dtype, timeoutMs })
           sessions.push(s)
           chainSessions.push(s)
           paymaster.track(s)
@@ -378,6 +371,21 @@ export class MeshClient {
   }
 
   /**
+   * Opens a session with `hop`'s peer over any link that works. A peer that answered and refused
+   * is not asked again over another link; one that cannot be reached at all is a transport failure.
+   */
+  private async openSession (hop: Hop, maxLength: number, o: { dtype: WireDType, timeoutMs: number }): Promise<HopSession> {
+    const answered = (err: unknown): boolean => err instanceof SessionFailure && err.code !== 'transport'
+    try {
+      return await this.deps.link(hop.peer, async conn => await HopSession.open(conn, hop, this.model, maxLength,
+        { dtype: o.dtype, dim: this.ends.config.dim, timeoutMs: o.timeoutMs, payments: this.deps.payments }), answered)
+    } catch (err: any) {
+      if (err instanceof SessionFailure) throw err
+      throw new SessionFailure('transport', `cannot reach ${hop.peer}: ${err?.message ?? err}`, hop.peer)
+    }
+  }
+
+  /**
    * With some probability, re-runs this step on a second server of the same range (a fresh
    * session fed the hop's whole history) and compares; a mismatch becomes evidence.
    */
@@ -401,7 +409,7 @@ export class MeshClient {
       if (other == null) break
       let checker: HopSession | undefined
       try {
-        checker = await HopSession.open(await this.deps.connect(other.peer), { ...hop, peer: other.peer }, this.model, o.maxLength, { dtype: o.dtype, dim, timeoutMs: o.timeoutMs, payments: this.deps.payments })
+        checker = await this.openSession({ ...hop, peer: other.peer }, o.maxLength, o)
         o.paymaster.track(checker)
         ref = (await checker.step(all, tokens)).subarray((tokens - 1) * dim)
       } catch {

@@ -2,7 +2,7 @@ import type { Connection, Stream } from '@libp2p/interface'
 import type { BlockRange, KvCache } from '../engine/stages.ts'
 import type { LlamaConfig } from '../model/config.ts'
 import { decodeTensor, encodeTensor, WIRE_DTYPES, type WireDType } from './tensor-codec.ts'
-import { SessionFailure, sessionFrames, type PushStep, type SessionReply, type SessionRequest } from './session-wire.ts'
+import { SessionFailure, sessionFrames, type Link, type PushStep, type SessionReply, type SessionRequest } from './session-wire.ts'
 import { PUSH_PROTOCOL } from './messages.ts'
 import { UNSIGNED_TOKENS_ALLOWED, type HostMeter, type HostPayments, type WorkReceipt } from './payments.ts'
 import { closeStream } from '../mesh/frames.ts'
@@ -24,8 +24,8 @@ export interface ServerOptions {
   idleMs?: number
   /** Charge clients for their sessions; without it this host serves for free. */
   payments?: HostPayments
-  /** Opens a link to another agent, to push outputs on to the next hop; without it this host does not push. */
-  connect?: (peer: string) => Promise<Connection>
+  /** Links to other agents, to push outputs on to the next hop; without it this host does not push. */
+  link?: Link
 }
 
 type Frames = ReturnType<typeof sessionFrames>
@@ -258,15 +258,18 @@ export class ShardServer {
       await s.reply({ ok: false, error: 'bad-request', detail: 'expected {"type":"next","peer":ID,"push":SESSION}' })
       return
     }
-    if (this.opts.connect == null) {
+    if (this.opts.link == null) {
       await s.reply({ ok: false, error: 'unreachable', detail: 'this host does not push to other hosts' })
       return
     }
     try {
-      const stream = await (await this.opts.connect(req.peer)).newStream(PUSH_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) })
-      const frames = sessionFrames(stream)
-      await frames.write({ push: req.push })
-      s.next = { peer: req.peer, stream, frames }
+      const peer = req.peer
+      s.next = await this.opts.link(peer, async conn => {
+        const stream = await conn.newStream(PUSH_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) })
+        const frames = sessionFrames(stream)
+        await frames.write({ push: req.push })
+        return { peer, stream, frames }
+      })
       await s.reply({ ok: true })
     } catch (err: any) {
       await s.reply({ ok: false, error: 'unreachable', detail: `cannot push to ${req.peer}: ${err?.message ?? err}` })

@@ -6,6 +6,8 @@ import { EVIDENCE_TOPIC, INFERENCE_PROTOCOL, PUSH_PROTOCOL, SHARD_TOPIC, WEIGHTS
 import { ShardServer, type ServedStats } from './server.ts'
 import { ShardTable, coverage, missingRanges, type ShardEntry } from './shard-table.ts'
 import { BanList, type Hop } from './routing.ts'
+import type { Link } from './session-wire.ts'
+import { overLink } from '../mesh/dialer.ts'
 import { chooseRange, shouldMove } from './placement.ts'
 import { MeshClient, type MeshGenerateOptions, type MeshGenerateResult, type LocalEnds } from './client.ts'
 import { Standing } from './verify.ts'
@@ -177,7 +179,7 @@ export class SwarmService implements AgentService {
       // Each host() opens the file anew (a rebalance too): the old handle would leak otherwise.
       if (previous != null && previous !== m) await closeModel(previous)
       this.pinned = opts.pin ?? opts.layers != null
-      this.server = new ShardServer(hosted, { cacheBudgetBytes: this.cacheBudget(), payments: this.opts.payments, connect: async peer => await this.connect(peer) }, msPerTokenLayer)
+      this.server = new ShardServer(hosted, { cacheBudgetBytes: this.cacheBudget(), payments: this.opts.payments, link: this.link }, msPerTokenLayer)
       await this.announce()
       return this.hostingView()!
     } finally {
@@ -283,7 +285,7 @@ export class SwarmService implements AgentService {
     let last: unknown
     for (const host of hosts) {
       try {
-        return await openForSwarm(await openPeerSource(await this.ctx.connect(host.peer), model), { trustedManifest: model, cache: this.cache, threads: this.opts.threads })
+        return await openForSwarm(await this.link(host.peer, async conn => await openPeerSource(conn, model)), { trustedManifest: model, cache: this.cache, threads: this.opts.threads })
       } catch (err) {
         last = err
       }
@@ -299,7 +301,7 @@ export class SwarmService implements AgentService {
     const tokenizer = m.opened.tokenizer
     const promptTokens = typeof prompt === 'string' ? tokenizer.encode(prompt) : prompt
     const client = new MeshClient({
-      connect: async peer => await this.connect(peer),
+      link: this.link,
       shards: () => this.table.forModel(model),
       rtt: peer => ctx.rtt(peer),
       bans: this.bans,
@@ -338,10 +340,11 @@ export class SwarmService implements AgentService {
     return { ...result, promptTokens, text }
   }
 
-  private async connect (peer: string): Promise<Connection> {
+  private readonly link: Link = async (peer, use, final) => {
     const ctx = this.ctx
     if (ctx == null) throw new Error('the agent is not running')
-    return peer === ctx.id ? this.selfConnection() : await ctx.connect(peer)
+    if (peer === ctx.id) return await use(this.selfConnection())
+    return await overLink(ctx.node, peer, async () => await ctx.connect(peer), use, final)
   }
 
   /**

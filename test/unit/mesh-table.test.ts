@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { PeerTable } from '../../src/mesh/peer-table.ts'
 import { transportOf, bestTransport } from '../../src/mesh/connections.ts'
-import { canImprove, candidateAddrs, shouldDial } from '../../src/mesh/dialer.ts'
+import { canImprove, candidateAddrs, overLink, shouldDial } from '../../src/mesh/dialer.ts'
 import { RateLimiter } from '../../src/mesh/rate-limit.ts'
 import { RttSamples } from '../../src/mesh/rtt.ts'
 import type { Envelope } from '../../src/protocol/envelope.ts'
@@ -76,6 +76,32 @@ describe('transports', () => {
   })
   it('lets exactly one side of a pair dial', () => {
     expect(shouldDial(A, B)).not.toBe(shouldDial(B, A))
+  })
+  it('runs over a link that works: a dead WebRTC link that looks open, then the relayed one, then a fresh dial', async () => {
+    const webrtc = conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`)
+    const relayed = conn(`${RELAY}/p2p-circuit/p2p/${B}`)
+    const fresh = conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`)
+    const node = { getConnections: () => [relayed, webrtc, conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`, 'closed')] } as any
+    const tried: any[] = []
+    let dials = 0
+    const dial = async (): Promise<any> => { dials++; return fresh }
+    const use = (works: any[]) => async (c: any): Promise<string> => {
+      tried.push(c)
+      if (!works.includes(c)) throw new Error('stream closed')
+      return transportOf(c)
+    }
+    // The direct link first, even when listed last; the closed one never.
+    expect(await overLink(node, B, dial, use([relayed]))).toBe('relayed')
+    expect(tried).toEqual([webrtc, relayed])
+    expect(dials).toBe(0)
+    tried.length = 0
+    expect(await overLink(node, B, dial, use([fresh]))).toBe('webrtc')
+    expect(tried).toEqual([webrtc, relayed, fresh])
+    await expect(overLink(node, B, dial, use([]))).rejects.toThrow(/webrtc: stream closed; relayed: stream closed; stream closed/)
+    // A peer that answered and refused is not asked again over another link.
+    tried.length = 0
+    await expect(overLink(node, B, dial, async c => { tried.push(c); throw new Error('refused') }, err => (err as Error).message === 'refused')).rejects.toThrow('refused')
+    expect(tried).toEqual([webrtc])
   })
 })
 

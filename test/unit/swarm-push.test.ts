@@ -31,7 +31,7 @@ function connTo (serve: (stream: any) => void): Connection {
  */
 async function chain (opts: { bPayments?: HostPayments, payments?: ClientPayments } = {}) {
   const b = new ShardServer(fakeRange(DIM, 2, x => 2 * x, 2), { cacheBudgetBytes: 1 << 20, payments: opts.bPayments }, 1)
-  const a = new ShardServer(fakeRange(DIM, 2, x => x + 1), { cacheBudgetBytes: 1 << 20, connect: async () => connTo(s => { void b.handlePush(s) }) }, 1)
+  const a = new ShardServer(fakeRange(DIM, 2, x => x + 1), { cacheBudgetBytes: 1 << 20, link: async (_peer, use) => await use(connTo(s => { void b.handlePush(s) })) }, 1)
   const open = async (server: ShardServer, peer: string, start: number): Promise<HopSession> =>
     await HopSession.open(connTo(s => { void server.handle(s, { remotePeer: CLIENT }) }), { peer, start, end: start + 1 } as any, FAKE_MODEL, 64, { dtype: 'f32', dim: DIM, timeoutMs: 3000, payments: opts.payments })
   const hopA = await open(a, 'host-a', 0)
@@ -74,7 +74,7 @@ describe('hosts pushing decode steps along the chain', () => {
 
   it('a host that cannot reach the next one says so, and the client carries the state itself', async () => {
     const b = new ShardServer(fakeRange(DIM, 2, x => 2 * x, 2), { cacheBudgetBytes: 1 << 20 }, 1)
-    const a = new ShardServer(fakeRange(DIM, 2, x => x + 1), { cacheBudgetBytes: 1 << 20, connect: async () => { throw new Error('no route') } }, 1)
+    const a = new ShardServer(fakeRange(DIM, 2, x => x + 1), { cacheBudgetBytes: 1 << 20, link: async () => { throw new Error('no route') } }, 1)
     const hopA = await HopSession.open(connTo(s => { void a.handle(s, { remotePeer: CLIENT }) }), { peer: 'a', start: 0, end: 1 } as any, FAKE_MODEL, 64, { dtype: 'f32', dim: DIM, timeoutMs: 3000 })
     const hopB = await HopSession.open(connTo(s => { void b.handle(s, { remotePeer: CLIENT }) }), { peer: 'b', start: 2, end: 3 } as any, FAKE_MODEL, 64, { dtype: 'f32', dim: DIM, timeoutMs: 3000 })
     expect(await hopA.link(hopB)).toBe(false)
@@ -93,7 +93,7 @@ describe('hosts pushing decode steps along the chain', () => {
       settle: async () => undefined
     }
     const b = new ShardServer(fakeRange(DIM, 2, x => 2 * x, 2), { cacheBudgetBytes: 1 << 20, payments: host.payments }, 1)
-    const a = new ShardServer(fakeRange(DIM, 2, x => x + 1), { cacheBudgetBytes: 1 << 20, connect: async () => connTo(s => { void b.handlePush(s) }) }, 1)
+    const a = new ShardServer(fakeRange(DIM, 2, x => x + 1), { cacheBudgetBytes: 1 << 20, link: async (_peer, use) => await use(connTo(s => { void b.handlePush(s) })) }, 1)
     const hopA = await HopSession.open(connTo(s => { void a.handle(s, { remotePeer: client }) }), { peer: 'a', start: 0, end: 1 } as any, FAKE_MODEL, 64, { dtype: 'f32', dim: DIM, timeoutMs: 3000 })
     const hopB = await HopSession.open(connTo(s => { void b.handle(s, { remotePeer: client }) }), { peer: 'host-b', start: 2, end: 3 } as any, FAKE_MODEL, 64, { dtype: 'f32', dim: DIM, timeoutMs: 3000, payments })
     expect(hopB.paySession).toBeDefined()
