@@ -54,6 +54,8 @@ export interface SyncResult {
   gossip: SyncMessage[]
   accepted: number
   rejected: Array<{ reason: RejectReason; detail: string }>
+  /** The heads received show the sender holding less of some chain than we do: ours would help it. */
+  senderBehind?: boolean
 }
 
 export type SyncCounters = Record<RejectReason | 'accepted' | 'duplicate', number>
@@ -143,7 +145,10 @@ export class LedgerSync {
     }
     switch (msg.type) {
       case 'ledger.heads':
-        for (const h of msg.heads) this.wantHead(h, out)
+        for (const h of msg.heads) {
+          this.wantHead(h, out)
+          if ((this.ledger.chainHead(h.account)?.seq ?? -1) > h.seq) out.senderBehind = true
+        }
         break
       case 'ledger.request':
         out.reply = { type: 'ledger.blocks', blocks: this.ledger.blocksForSync(msg.account, msg.from, msg.to) }

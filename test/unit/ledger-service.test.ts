@@ -6,6 +6,7 @@ import { LedgerSync, encodeSyncMessage } from '../../src/ledger/sync.ts'
 import { toMicro, formatCredits } from '../../src/peer/services/credits.ts'
 import { claimMentorBonuses } from '../../src/peer/services/mentor.ts'
 import { frameType } from '../../src/peer/services/ledger-wire.ts'
+import { QuietBackoff } from '../../src/peer/services/quiet-backoff.ts'
 import { newAgent, T0, type TestAgent } from '../helpers/ledger-fixtures.ts'
 
 describe('credits in the API and the form', () => {
@@ -70,5 +71,22 @@ describe('mentor bonuses', () => {
     await lc.transfer(b.id, CREDIT, 'work')
     await share()
     expect(await claimMentorBonuses(la)).toBe(0)
+  })
+})
+
+describe('periodic heads', () => {
+  it('back off while nothing changes, up to the cap, and return to the full rate on news', () => {
+    const b = new QuietBackoff(4000, 16)
+    const sent: number[] = []
+    // The agent's heartbeat asks every 4 s.
+    for (let t = 0; t <= 300_000; t += 4000) if (b.take(t)) sent.push(t)
+    expect(sent.slice(0, 5)).toEqual([0, 4000, 12_000, 28_000, 60_000])
+    const gaps = sent.slice(1).map((t, i) => t - sent[i])
+    expect(Math.max(...gaps)).toBe(64_000)
+    expect(gaps.at(-1)).toBe(64_000)
+    b.reset()
+    expect(b.take(300_000)).toBe(true)
+    expect(b.take(302_000)).toBe(false)
+    expect(b.take(304_000)).toBe(true)
   })
 })

@@ -76,6 +76,19 @@ describe('sync', () => {
     expect(y.ledger.account(agents[0].id)).toEqual(x.ledger.account(agents[0].id))
   })
 
+  it('tells when a peer\'s heads show it holding less of a chain than we do', async () => {
+    const [x, y] = await Promise.all([node(0), node(1)])
+    await pull(x, y)
+    expect((await x.handle(y.someHeads())).senderBehind).toBeUndefined()
+    await x.ledger.transfer(agents[1].id, CREDIT)
+    // y still lists x's chain at its genesis: x's heads would help it.
+    expect((await x.handle(y.someHeads())).senderBehind).toBe(true)
+    // The other way round y is the one behind, and asks for the blocks instead.
+    const theirs = await y.handle(x.someHeads())
+    expect(theirs.senderBehind).toBeUndefined()
+    expect(theirs.requests).toContainEqual({ type: 'ledger.request', account: agents[0].id, from: 1, to: 1 })
+  })
+
   it('parks a receive until its send arrives, fetching the payer chain', async () => {
     const [x, y, z] = await Promise.all([node(0), node(1), node(2)])
     await pull(x, y)

@@ -15,6 +15,7 @@ import type { Envelope } from '../../protocol/envelope.ts'
 import type { AgentContext, AgentService } from '../service.ts'
 import { ask, frameType, LEDGER_PROTOCOL, LEDGER_TOPIC, serve, type BlocksReply, type Request } from './ledger-wire.ts'
 import { overLink } from '../../mesh/dialer.ts'
+import { QuietBackoff } from './quiet-backoff.ts'
 import type { Connection } from '@libp2p/interface'
 import { historyOf, type Flow, type LedgerRejection, type LedgerView } from './ledger-view.ts'
 import { claimMentorBonuses } from './mentor.ts'
@@ -26,7 +27,7 @@ export interface LedgerServiceOptions {
   /** owner_id for the genesis block of a new chain. */
   owner?: string
   policy?: Policy
-  /** How often a rotating slice of all known heads is gossiped. */
+  /** How often a rotating slice of all known heads is gossiped while the ledger moves (backing off when it does not). */
   headsEveryMs?: number
   /** How often the failsafe grants are checked. */
   failsafesEveryMs?: number
@@ -49,6 +50,11 @@ const MAX_RECENT = 50
 const MAX_DELIVERIES = 256
 const MAX_FETCH_ROUNDS = 64
 const DIAL_TIMEOUT_MS = 15_000
+/**
+ * A quiet mesh gossips its heads up to this many times less often: every agent's periodic heads
+ * were about 40% of an idle agent's CPU in a mesh of ten, and that share grows with the mesh.
+ */
+const QUIET_HEADS_BACKOFF = 16
 
 export class LedgerService implements AgentService {
   readonly name = 'ledger'
@@ -65,6 +71,7 @@ export class LedgerService implements AgentService {
   private readonly timers: Array<ReturnType<typeof setTimeout>> = []
   private headTimer?: ReturnType<typeof setTimeout>
   private lastHead = 0
+  private heads?: QuietBackoff
   private changeTimer?: ReturnType<typeof setTimeout>
   private stopped = false
 
@@ -102,7 +109,11 @@ export class LedgerService implements AgentService {
     // Gossip's first messages are often lost while the mesh forms: say where we are early and often.
     for (const ms of [500, 1500, 3000]) this.later(ms, () => { void this.gossip(this.sync.someHeads()) })
     // Periodic work rides the agent's heartbeat, which keeps ticking in hidden tabs.
-    ctx.every(this.opts.headsEveryMs ?? 4000, async () => { await this.gossip(this.sync.someHeads()) })
+    const headsEveryMs = this.opts.headsEveryMs ?? 4000
+    const heads = this.heads = new QuietBackoff(headsEveryMs, QUIET_HEADS_BACKOFF)
+    ctx.every(headsEveryMs, async () => { if (heads.take()) await this.gossip(this.sync.someHeads()) })
+    // A newcomer may lack every chain we hold.
+    ctx.onNewPeer(() => { heads.reset() })
     this.later(2000, () => { void this.failsafes() })
     ctx.every(this.opts.failsafesEveryMs ?? 60_000, async () => { await this.failsafes() })
   }
@@ -217,6 +228,7 @@ export class LedgerService implements AgentService {
       for (const g of r.gossip) if (g.type === 'ledger.proof') void this.claimMonitoring(g.proof)
     }
     if (fetch && r.requests.length > 0) void this.fetch(peer, r.requests)
+    if (r.senderBehind === true) this.heads?.reset()
     if (r.accepted > 0) this.changedSoon()
     return r
   }
@@ -247,6 +259,7 @@ export class LedgerService implements AgentService {
 
   private onBlock (b: Block, hash: string, own: boolean): void {
     this.remember(b)
+    this.heads?.reset()
     if (own) {
       this.headSoon()
       if (b.type === 'send') this.track(hash, this.deliver(b))
