@@ -40,29 +40,40 @@ const MODELS: BenchModel[] = [
   { label: 'large', config: { ...BASE, dim: 1536, hiddenDim: 4096, nLayers: 16, nHeads: 12, nKvHeads: 4, headDim: 128 }, type: GgmlType.Q8_0, decode: 16, runs: 3, concurrent: false }
 ]
 const CONCURRENT = 4
+/** Pause before each measured generation (see `settled`). */
+const SETTLE_MS = 2000
 const PROMPT = 'Once upon a time there was a mesh of agents'
 /** Every engine gets one thread: four hosts share this machine's two cores, as does the single engine's baseline. */
 const THREADS = 1
 
 const paramsMillions = (c: LlamaConfig): number => Math.round([...tensorShapes(c).values()].reduce((n, dims) => n + dims.reduce((a, b) => a * b, 1), 0) / 1e6)
 
-async function single (path: string, m: BenchModel): Promise<number> {
+interface SingleEngine { run: () => Promise<number>, close: () => Promise<void> }
+
+/** The whole model in this process, one engine: each `run` is one generation's decode tokens/s. */
+async function singleEngine (path: string, m: BenchModel): Promise<SingleEngine> {
   const { model, tokenizer } = await openModel(path)
   const pipeline = await LocalPipeline.load(model, await loadRuntime({ threads: THREADS }))
-  const speeds: number[] = []
-  for (let r = 0; r <= m.runs; r++) {
-    pipeline.reset()
-    const { timings } = await pipeline.generate(tokenizer.encode(PROMPT), { maxTokens: m.decode })
-    if (r > 0) speeds.push(timings.decode_tokens_per_s)
+  const prompt = tokenizer.encode(PROMPT)
+  return {
+    run: async () => {
+      pipeline.reset()
+      return (await pipeline.generate(prompt, { maxTokens: m.decode })).timings.decode_tokens_per_s
+    },
+    close: async () => {
+      await pipeline.release()
+      await model.source.close?.()
+    }
   }
-  await pipeline.release()
-  await model.source.close?.()
-  return median(speeds)
 }
 
-interface ChainFigures { tps: number, relayedTps: number, hops: number, hopTimings: HopTiming[], relayedHopTimings: HopTiming[], concurrentTps?: number }
+interface ChainFigures { base: number, tps: number, relayedTps: number, hops: number, hopTimings: HopTiming[], relayedHopTimings: HopTiming[], concurrentTps?: number }
 
-async function mesh (path: string, relayUrl: string, peers: number, m: BenchModel): Promise<ChainFigures> {
+/**
+ * One chain's figures. This machine's speed drifts by tens of percent over minutes, so the single
+ * engine takes its turn in every round too: each chain is also compared with the same moments.
+ */
+async function mesh (path: string, relayUrl: string, peers: number, m: BenchModel, engine: SingleEngine): Promise<ChainFigures> {
   const per = m.config.nLayers / peers
   const hosts: PeerProcess[] = []
   const clients: PeerProcess[] = []
@@ -84,13 +95,22 @@ async function mesh (path: string, relayUrl: string, peers: number, m: BenchMode
       if (res.status !== 201) throw new Error(`generation failed: ${JSON.stringify(res.body)}`)
       return res.body.clawnet
     }
-    // The two clients take turns, so both see the same moments of this noisy machine.
-    const speeds: Record<'push' | 'relayed', number[]> = { push: [], relayed: [] }
+    // The engine and the two clients take turns, so all three see the same moments of this noisy machine.
+    const speeds: Record<'base' | 'push' | 'relayed', number[]> = { base: [], push: [], relayed: [] }
     let last: Record<'push' | 'relayed', any> = { push: undefined, relayed: undefined }
+    // Each measurement starts after the previous generation's payments (blocks signed, delivered,
+    // then fetched and verified by every agent) are done: on this one small machine they would
+    // otherwise land on whatever runs next, where a real mesh spreads them over its agents.
+    const settled = async <T>(fn: () => Promise<T>): Promise<T> => {
+      await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
+      return await fn()
+    }
     for (let r = 0; r <= m.runs; r++) {
-      last = { push: await generate(pushing), relayed: await generate(relaying) }
+      const base = await settled(engine.run)
+      last = { push: await settled(async () => await generate(pushing)), relayed: await settled(async () => await generate(relaying)) }
       if (peers > 1 && last.push.pushed_steps === 0) throw new Error('the pushing client\'s hosts pushed nothing')
       if (r > 0) {
+        speeds.base.push(base)
         speeds.push.push(last.push.timings.decode_tokens_per_s)
         speeds.relayed.push(last.relayed.timings.decode_tokens_per_s)
       }
@@ -104,6 +124,7 @@ async function mesh (path: string, relayUrl: string, peers: number, m: BenchMode
       aggregate.push(all.reduce((n, x) => n + x.tokens.length, 0) / ((performance.now() - t0) / 1000))
     }
     return {
+      base: median(speeds.base),
       tps: median(speeds.push),
       relayedTps: median(speeds.relayed),
       hops: last.push.routes.at(-1).hops.length,
@@ -122,13 +143,15 @@ async function benchModel (m: BenchModel, dir: string, relayUrl: string): Promis
   const tok = await openFileSource(join(MODELS_DIR, 'stories260K/tok512.bin'))
   const vocab = await readLlama2cTokenizer(tok, 512).finally(async () => { await tok.close?.() })
   await writeFile(path, await randomLlamaGguf(m.config, vocab, { seed: 7, name: 'bench', type: m.type }))
+  const engine = await singleEngine(path, m)
   try {
-    const base = await single(path, m)
     const chains: Record<string, Record<string, unknown>> = {}
     for (const peers of [1, 2, 4]) {
-      const { tps, relayedTps, hops, hopTimings, relayedHopTimings, concurrentTps } = await mesh(path, relayUrl, peers, m)
+      const { base, tps, relayedTps, hops, hopTimings, relayedHopTimings, concurrentTps } = await mesh(path, relayUrl, peers, m, engine)
       const perToken = (x: number): number => Math.round((1000 / x - 1000 / base) * 100) / 100
       chains[`${peers}_peer${peers > 1 ? 's' : ''}`] = {
+        // The in-process engine over the same rounds.
+        single_engine_decode_tokens_per_s: base,
         decode_tokens_per_s: tps,
         hops,
         ratio_to_single_engine: Math.round((tps / base) * 1000) / 1000,
@@ -154,13 +177,16 @@ async function benchModel (m: BenchModel, dir: string, relayUrl: string): Promis
       model: { params_millions: paramsMillions(m.config), weights: GgmlType[m.type ?? GgmlType.F32], ...m.config },
       decode_tokens: m.decode,
       runs: m.runs,
-      single_engine_decode_tokens_per_s: base,
       chains,
       four_peer_vs_one_peer: ratio(four.decode_tokens_per_s, one.decode_tokens_per_s),
+      // The same, each chain first measured against the engine in its own rounds: the machine's
+      // drift between the two chains' minutes divides out.
+      four_peer_vs_one_peer_against_their_single_engine: ratio(four.ratio_to_single_engine, one.ratio_to_single_engine),
       four_peer_vs_one_peer_client_relayed: ratio(four.client_relayed_decode_tokens_per_s, one.client_relayed_decode_tokens_per_s),
       ...(m.concurrent ? { [`four_peer_vs_one_peer_with_${CONCURRENT}_concurrent`]: ratio(four[concurrentKey], one[concurrentKey]) } : {})
     }
   } finally {
+    await engine.close()
     await rm(path, { force: true })
   }
 }
