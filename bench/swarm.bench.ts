@@ -46,6 +46,8 @@ const PROMPT = 'Once upon a time there was a mesh of agents'
 /** Every engine gets one thread: four hosts share this machine's two cores, as does the single engine's baseline. */
 const THREADS = 1
 
+const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 1000
+const ms = (x: number): number => Math.round(x * 100) / 100
 const paramsMillions = (c: LlamaConfig): number => Math.round([...tensorShapes(c).values()].reduce((n, dims) => n + dims.reduce((a, b) => a * b, 1), 0) / 1e6)
 
 interface SingleEngine { run: () => Promise<number>, close: () => Promise<void> }
@@ -148,28 +150,27 @@ async function benchModel (m: BenchModel, dir: string, relayUrl: string): Promis
     const chains: Record<string, Record<string, unknown>> = {}
     for (const peers of [1, 2, 4]) {
       const { base, tps, relayedTps, hops, hopTimings, relayedHopTimings, concurrentTps } = await mesh(path, relayUrl, peers, m, engine)
-      const perToken = (x: number): number => Math.round((1000 / x - 1000 / base) * 100) / 100
+      const perToken = (x: number): number => ms(1000 / x - 1000 / base)
       chains[`${peers}_peer${peers > 1 ? 's' : ''}`] = {
         // The in-process engine over the same rounds.
         single_engine_decode_tokens_per_s: base,
         decode_tokens_per_s: tps,
         hops,
-        ratio_to_single_engine: Math.round((tps / base) * 1000) / 1000,
+        ratio_to_single_engine: ratio(tps, base),
         added_ms_per_token: perToken(tps),
-        added_ms_per_hop: Math.round((perToken(tps) / hops) * 100) / 100,
+        added_ms_per_hop: ms(perToken(tps) / hops),
         // The same chain with the client carrying every hidden state (no host-to-host pushes).
         client_relayed_decode_tokens_per_s: relayedTps,
-        push_vs_client_relayed: Math.round((tps / relayedTps) * 1000) / 1000,
+        push_vs_client_relayed: ratio(tps, relayedTps),
         ...(concurrentTps != null ? { [`tokens_per_s_with_${CONCURRENT}_concurrent_generations`]: concurrentTps } : {}),
         // Last run, per hop: the client's wait per decode step against the host's compute; and
         // what a token costs beyond the hops' medians (the client's own work, and tails).
         hop_timings: hopTimings,
-        ms_per_token_outside_hop_medians: Math.round((1000 / tps - hopTimings.reduce((n, h) => n + h.wall_ms, 0)) * 100) / 100,
+        ms_per_token_outside_hop_medians: ms(1000 / tps - hopTimings.reduce((n, h) => n + h.wall_ms, 0)),
         client_relayed_hop_timings: relayedHopTimings
       }
       console.error(`${m.label} model, ${peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base})${concurrentTps != null ? `; ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations` : ''}`)
     }
-    const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 1000
     const four = chains['4_peers'] as Record<string, number>
     const one = chains['1_peer'] as Record<string, number>
     const concurrentKey = `tokens_per_s_with_${CONCURRENT}_concurrent_generations`

@@ -81,6 +81,9 @@ export function canImprove (current: Transport, addrs: Array<Multiaddr | string>
   return addrs.some(a => isTcpAddr(a.toString()))
 }
 
+/** `overLink` bound to an agent's node and dialer: what services that talk to peers are given. */
+export type Link = <T>(peer: string, use: (conn: Connection) => Promise<T>, final?: (err: unknown) => boolean) => Promise<T>
+
 /**
  * Runs `use` over a link to an agent now: an open connection (a direct one first, a relayed one will
  * do) so a small message never waits on a WebRTC dial. A listed connection can die before it is

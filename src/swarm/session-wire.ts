@@ -1,4 +1,4 @@
-import type { Connection, Stream } from '@libp2p/interface'
+import type { Stream } from '@libp2p/interface'
 import { jsonFrames } from '../mesh/frames.ts'
 import type { WireDType } from './tensor-codec.ts'
 import type { WorkReceipt } from './payments.ts'
@@ -41,13 +41,6 @@ export interface PushStep { position: number, tokens: number, dtype: WireDType }
 export function sessionFrames (stream: Stream) {
   return jsonFrames(stream, MAX_TENSOR_BYTES)
 }
-
-/**
- * Runs `use` over a link to `peer`: each open connection in turn, then a fresh dial, since a
- * connection can look open after it died (a relayed circuit closing as WebRTC replaces it).
- * An error `final` accepts (the peer answered, and refused) ends the tries.
- */
-export type Link = <T>(peer: string, use: (conn: Connection) => Promise<T>, final?: (err: unknown) => boolean) => Promise<T>
 
 export class SessionFailure extends Error {
   /** The peer at fault, when known, so the client can route around it. */
