@@ -22,7 +22,8 @@ export interface BlockWeights {
 
 /** Names of the per-layer KV cache inputs/outputs of a block-range graph. */
 export const kvNames = (layer: number) => ({
-  pastK: `past_key.${layer}`, pastV: `past_value.${layer}`, presentK: `present_key.${layer}`, presentV: `present_value.${layer}`
+  pastK: `past_key.${layer}`, pastV: `past_value.${layer}`, presentK: `present_key.${layer}`, presentV: `present_value.${layer}`,
+  newK: `new_key.${layer}`, newV: `new_value.${layer}`
 })
 
 /**
@@ -46,6 +47,8 @@ export interface GraphOptions {
   maxTensorBytes?: number
   /** Float projections as float16 (WebGPU with shader-f16): half the memory and bandwidth. */
   halfWeights?: boolean
+  /** Fused attention: output only the step's new cache rows (see Runtime.cacheRowsOut). */
+  cacheRowsOut?: boolean
 }
 
 function linear (g: GraphBuilder, x: string, weight: WeightRef, bias?: WeightRef): string {
@@ -259,7 +262,9 @@ function fusedBlock (g: GraphBuilder, c: LlamaConfig, layer: number, x: string, 
 /**
  * Fused-attention graph for blocks [first, last]: hidden [T, dim], `seqlens_k` ([1] int32, the
  * total length minus one), `total_sequence_length` (int32 scalar), `rope_cos`/`rope_sin`
- * [capacity, headDim/2], and per layer a KV cache [1, kvHeads, capacity, headDim].
+ * [capacity, headDim/2], and per layer a KV cache [1, kvHeads, capacity, headDim]. With
+ * `cacheRowsOut` the present caches stay inside the graph and each layer outputs only the rows
+ * of this step, positions `cache_start` to `cache_end` (int64 [1] inputs), [1, kvHeads, T, headDim].
  */
 export function buildFusedBlocksGraph (c: LlamaConfig, first: number, blocks: BlockWeights[], opts: GraphOptions = {}): Uint8Array {
   const g = new GraphBuilder()
@@ -268,14 +273,22 @@ export function buildFusedBlocksGraph (c: LlamaConfig, first: number, blocks: Bl
   const totalLen = g.input('total_sequence_length', [], DataType.INT32)
   const cos = g.input('rope_cos', ['capacity', c.headDim / 2])
   const sin = g.input('rope_sin', ['capacity', c.headDim / 2])
+  const rows = opts.cacheRowsOut === true ? [g.input('cache_start', [1], DataType.INT64), g.input('cache_end', [1], DataType.INT64), g.ints([2])] : undefined
   let x = g.op1('Reshape', [hidden, g.ints([1, -1, c.dim])])
   blocks.forEach((weights, i) => {
     const kv = kvNames(first + i)
     g.input(kv.pastK, [1, c.nKvHeads, 'capacity', c.headDim])
     g.input(kv.pastV, [1, c.nKvHeads, 'capacity', c.headDim])
     x = fusedBlock(g, c, first + i, x, weights, seqlensK, totalLen, cos, sin, opts)
-    g.output(kv.presentK, [1, c.nKvHeads, 'capacity', c.headDim])
-    g.output(kv.presentV, [1, c.nKvHeads, 'capacity', c.headDim])
+    if (rows != null) {
+      g.op('Slice', [kv.presentK, ...rows], {}, [kv.newK])
+      g.op('Slice', [kv.presentV, ...rows], {}, [kv.newV])
+      g.output(kv.newK, [1, c.nKvHeads, 'tokens', c.headDim])
+      g.output(kv.newV, [1, c.nKvHeads, 'tokens', c.headDim])
+    } else {
+      g.output(kv.presentK, [1, c.nKvHeads, 'capacity', c.headDim])
+      g.output(kv.presentV, [1, c.nKvHeads, 'capacity', c.headDim])
+    }
   })
   g.op1('Reshape', [x, g.ints([-1, c.dim])], {}, 'hidden_out')
   g.output('hidden_out', ['tokens', c.dim])

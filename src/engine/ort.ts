@@ -8,6 +8,7 @@ export async function loadRuntime (opts: RuntimeOptions = {}): Promise<Runtime> 
     backend: 'cpu',
     packedMatMul: opts.packedMatMul ?? true,
     fusedAttention: opts.fusedAttention ?? true,
+    cacheRowsOut: true,
     halfWeights: opts.halfWeights ?? false,
     async createSession (model: Uint8Array) {
       return await ort.InferenceSession.create(model, {

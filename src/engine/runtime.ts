@@ -40,6 +40,15 @@ export interface Runtime {
   packedMatMul: boolean
   /** Blocks use fused GroupQueryAttention and an in-place fixed-size KV cache (see RuntimeOptions). */
   fusedAttention?: boolean
+  /**
+   * Fused attention returns only each step's new cache rows, which the engine writes into the
+   * cache, instead of binding the cache as an output updated in place. onnxruntime-node copies
+   * every output back into a fresh ArrayBuffer, bound ones included: each step's copy of every
+   * whole cache was garbage that set off V8's major GCs, a quarter of a host's CPU (four blocks
+   * of the swarm bench's Q8_0 model: 12.5 ms of CPU per decode step, 9 ms with rows out). Inside
+   * the graph the kernel copies the past into its present, from ORT's own arena.
+   */
+  cacheRowsOut?: boolean
   /** Where the fixed-size caches of fused attention live when not in CPU memory (WebGPU). */
   cacheStore?: CacheStore
   /**

@@ -23,7 +23,7 @@ function checkBufferLimit (runtime: Runtime, name: string, data: Linear | undefi
   }
 }
 
-const graphOptions = (runtime: Runtime): GraphOptions => ({ maxTensorBytes: runtime.maxBufferBytes, halfWeights: runtime.halfWeights })
+const graphOptions = (runtime: Runtime): GraphOptions => ({ maxTensorBytes: runtime.maxBufferBytes, halfWeights: runtime.halfWeights, cacheRowsOut: runtime.cacheRowsOut })
 
 export class Embedding {
   private constructor (readonly config: LlamaConfig, private readonly rows: RowReader) {}
@@ -107,15 +107,22 @@ export class KvCache {
   }
 
   /**
-   * Positions a fixed-size cache grows by, so its capacity stays close to what it holds: a
-   * step's cost grows with the capacity, not with the tokens in it. onnxruntime-node copies
-   * every output back into a fresh ArrayBuffer, the caches it updated in place included, so each
-   * step copies the whole capacity (and that garbage, reported to V8 as external memory, set off
-   * most full GCs in hosts). On the engine bench's Q8_0 model a decode step at position 32 took
-   * 3.2 ms with room for 64 positions and 3.8 ms with room for 512. Growing copies the cache
-   * once, every `growthStep` tokens.
+   * Positions a fixed-size cache grows by, so its capacity stays close to what it holds: memory
+   * is taken as a session fills, not when it opens. Where the cache is also a bound output of
+   * each step (WebGPU), a step's cost grows with the capacity; when onnxruntime-node still did
+   * that, a decode step of the swarm bench's Q8_0 model took 7.9 ms with room for 64 positions
+   * and 11.9 ms with room for 512 (with rows out, 7.0 and 7.6). Growing copies the cache once,
+   * every `growthStep` tokens.
    */
   static growthStep = 32
+
+  /** Copies `tokens` new positions [heads, tokens, headDim] into a CPU cache tensor at `position`. */
+  writeRows (name: string, rows: Float32Array, position: number, tokens: number): void {
+    const c = this.range.config
+    const data = this.tensors.get(name)!.data as Float32Array
+    const span = tokens * c.headDim
+    for (let h = 0; h < c.nKvHeads; h++) data.set(rows.subarray(h * span, (h + 1) * span), (h * this.capacity + position) * c.headDim)
+  }
 
   /** Bytes one token adds to a cache of this range (keys and values, f32). */
   static bytesPerToken (config: LlamaConfig, blocks: number): number {
@@ -294,28 +301,44 @@ export class BlockRange {
   private async forwardFused (hidden: Float32Array, tokens: number, cache: KvCache): Promise<Float32Array> {
     const { Tensor } = this.runtime.ort
     await cache.reserve(tokens)
-    const total = cache.position + tokens
+    const start = cache.position
+    const total = start + tokens
     const { cos, sin } = this.ropeFor(cache.capacity)
+    const rowsOut = this.runtime.cacheRowsOut === true
     const feeds: Record<string, OrtCommon.Tensor> = {
       seqlens_k: new Tensor('int32', Int32Array.of(total - 1), [1]),
       total_sequence_length: new Tensor('int32', Int32Array.of(total), []),
       rope_cos: cos,
-      rope_sin: sin
+      rope_sin: sin,
+      ...(rowsOut ? { cache_start: new Tensor('int64', BigInt64Array.of(BigInt(start)), [1]), cache_end: new Tensor('int64', BigInt64Array.of(BigInt(total)), [1]) } : {})
     }
     let x = hidden
     for (const segment of this.segments) {
-      // The present outputs are bound to the past inputs' buffers: the kernel writes only the
-      // new positions, in place.
-      const fetches: Record<string, OrtCommon.Tensor | null> = { hidden_out: null }
       const layerFeeds: Record<string, OrtCommon.Tensor> = { ...feeds, hidden: new Tensor('float32', x, [tokens, this.config.dim]) }
       for (let i = segment.first; i <= segment.last; i++) {
         const kv = kvNames(i)
-        const k = cache.tensors.get(kv.pastK) as OrtCommon.Tensor
-        const v = cache.tensors.get(kv.pastV) as OrtCommon.Tensor
-        layerFeeds[kv.pastK] = fetches[kv.presentK] = k
-        layerFeeds[kv.pastV] = fetches[kv.presentV] = v
+        layerFeeds[kv.pastK] = cache.tensors.get(kv.pastK) as OrtCommon.Tensor
+        layerFeeds[kv.pastV] = cache.tensors.get(kv.pastV) as OrtCommon.Tensor
       }
-      x = (await segment.session.run(layerFeeds, fetches)).hidden_out.data as Float32Array
+      if (rowsOut) {
+        const out = await segment.session.run(layerFeeds)
+        for (let i = segment.first; i <= segment.last; i++) {
+          const kv = kvNames(i)
+          cache.writeRows(kv.pastK, out[kv.newK].data as Float32Array, start, tokens)
+          cache.writeRows(kv.pastV, out[kv.newV].data as Float32Array, start, tokens)
+        }
+        x = out.hidden_out.data as Float32Array
+      } else {
+        // The present outputs are bound to the past inputs' buffers: the kernel writes only the
+        // new positions, in place.
+        const fetches: Record<string, OrtCommon.Tensor | null> = { hidden_out: null }
+        for (let i = segment.first; i <= segment.last; i++) {
+          const kv = kvNames(i)
+          fetches[kv.presentK] = layerFeeds[kv.pastK]
+          fetches[kv.presentV] = layerFeeds[kv.pastV]
+        }
+        x = (await segment.session.run(layerFeeds, fetches)).hidden_out.data as Float32Array
+      }
     }
     cache.position = total
     return x
