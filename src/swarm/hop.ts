@@ -4,6 +4,7 @@ import { decodeTensor, encodeTensor, type WireDType } from './tensor-codec.ts'
 import { SessionFailure, sessionFrames, type SessionReply } from './session-wire.ts'
 import type { Hop } from './routing.ts'
 import { exactQuantile } from '../stats.ts'
+import { withDeadline } from '../mesh/deadline.ts'
 import { RECEIPT_EVERY_TOKENS, type ClientPayments, type WorkReceipt } from './payments.ts'
 
 /** Decode steps a hop must have answered before its own pace sets its deadline. */
@@ -21,7 +22,6 @@ const PACED_DEADLINE_FLOOR_MS = 5000
 export function decodeDeadline (timeoutMs: number, decodeWallMs: readonly number[]): number {
   if (decodeWallMs.length < PACE_SAMPLES) return timeoutMs
   const median = exactQuantile(decodeWallMs.slice(-32), 0.5)
-  // Whole milliseconds: AbortSignal.timeout throws on fractions.
   return Math.min(timeoutMs, Math.max(PACED_DEADLINE_FLOOR_MS, Math.ceil(PACED_DEADLINE_MEDIANS * median)))
 }
 
@@ -173,13 +173,13 @@ export class HopSession {
 
   /** A stalled peer is a failed peer: every exchange has a deadline. */
   private async call<T> (fn: (signal: AbortSignal) => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
-    const signal = AbortSignal.timeout(timeoutMs)
+    let deadline: AbortSignal | undefined
     try {
-      return await fn(signal)
+      return await withDeadline(timeoutMs, async signal => { deadline = signal; return await fn(signal) })
     } catch (err: any) {
       const failure = err instanceof SessionFailure
         ? err
-        : signal.aborted
+        : deadline?.aborted === true
           ? new SessionFailure('timeout', `${this.hop.peer} did not answer within ${timeoutMs} ms`)
           : new SessionFailure('transport', `${this.hop.peer}: ${err?.message ?? err}`)
       failure.peer ??= this.hop.peer

@@ -7,6 +7,7 @@ import { SessionFailure, sessionFrames, type PushStep, type SessionReply, type S
 import { PUSH_PROTOCOL } from './messages.ts'
 import { UNSIGNED_TOKENS_ALLOWED, type HostMeter, type HostPayments, type WorkReceipt } from './payments.ts'
 import { closeStream } from '../mesh/frames.ts'
+import { withDeadline } from '../mesh/deadline.ts'
 
 export interface HostedRange {
   /** Manifest id of the model. */
@@ -166,7 +167,7 @@ export class ShardServer {
       this.byPush.set(s.pushId, s)
       await frames.write({ ok: true, session: paySession, push: s.pushId } satisfies SessionReply)
       for (;;) {
-        const req = await frames.readJson(AbortSignal.timeout(this.opts.idleMs ?? 60_000)) as SessionRequest
+        const req = await withDeadline(this.opts.idleMs ?? 60_000, async signal => await frames.readJson(signal)) as SessionRequest
         if (req?.type === 'close') return
         if (req?.type === 'receipt' && s.meter != null) {
           if (!(await this.acceptReceipt(s, req.receipt))) return
@@ -180,7 +181,7 @@ export class ShardServer {
           await s.reply({ ok: false, error: 'bad-request', detail: 'expected {"type":"step","position":P,"tokens":N} followed by a tensor frame' })
           return
         }
-        const bytes = await frames.readBytes(AbortSignal.timeout(30_000))
+        const bytes = await withDeadline(30_000, async signal => await frames.readBytes(signal))
         if (!(await this.serial(s, async () => await this.step(s, req, bytes, 'client')))) return
       }
     } catch (err: any) {
@@ -213,7 +214,7 @@ export class ShardServer {
       for (;;) {
         // No deadline: the stream lives as long as the two sessions it joins.
         const step = await frames.readJson() as PushStep
-        const bytes = await frames.readBytes(AbortSignal.timeout(30_000))
+        const bytes = await withDeadline(30_000, async signal => await frames.readBytes(signal))
         if (!validStep(step) || !this.sessions.has(s.id)) {
           this.pushesDropped++
           return
@@ -344,7 +345,7 @@ export class ShardServer {
     const next = s.next
     if (next == null) return false
     try {
-      await next.frames.writeWithBytes(step, tensor, AbortSignal.timeout(5000))
+      await withDeadline(5000, async signal => { await next.frames.writeWithBytes(step, tensor, signal) })
       return true
     } catch {
       next.stream.abort(new Error('push failed'))

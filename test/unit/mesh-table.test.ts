@@ -1,10 +1,11 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { PeerTable } from '../../src/mesh/peer-table.ts'
 import { transportOf, bestTransport } from '../../src/mesh/connections.ts'
 import { canImprove, candidateAddrs, overLink, shouldDial } from '../../src/mesh/dialer.ts'
 import { RateLimiter } from '../../src/mesh/rate-limit.ts'
 import { RttSamples } from '../../src/mesh/rtt.ts'
+import { withDeadline } from '../../src/mesh/deadline.ts'
 import type { Envelope } from '../../src/protocol/envelope.ts'
 import type { AnnounceBody } from '../../src/protocol/messages.ts'
 
@@ -131,5 +132,27 @@ describe('round-trip times', () => {
     r.delete(A)
     expect(r.get(A)).toBeUndefined()
     expect(r.get(B)).toBeUndefined()
+  })
+})
+
+describe('withDeadline', () => {
+  it('aborts the work past its deadline, and leaves no timer behind when the work settles first', async () => {
+    vi.useFakeTimers()
+    try {
+      const slow = withDeadline(50, async signal => await new Promise((resolve, reject) => { signal.addEventListener('abort', () => reject(signal.reason)) }))
+      const caught = slow.catch(err => err)
+      await vi.advanceTimersByTimeAsync(50)
+      expect(((await caught) as Error).name).toBe('TimeoutError')
+
+      let seen: AbortSignal | undefined
+      expect(await withDeadline(50, async signal => { seen = signal; return 7 })).toBe(7)
+      expect(vi.getTimerCount()).toBe(0)
+      await expect(withDeadline(50, async () => { throw new Error('refused') })).rejects.toThrow('refused')
+      expect(vi.getTimerCount()).toBe(0)
+      await vi.advanceTimersByTimeAsync(100)
+      expect(seen?.aborted).toBe(false)
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })
