@@ -25,13 +25,16 @@ export function isDirect (t: Transport): boolean {
 // TCP first: between Node agents it is the leaner of the two direct links.
 const PREFERENCE: Transport[] = ['tcp', 'webrtc', 'websocket', 'relayed', 'none']
 
-/** The best of several connections to one peer (a relayed one usually stays open beside WebRTC). */
+/** The open ones of several connections to one peer, best first (a relayed one usually stays open beside WebRTC). */
+export function byPreference<C extends Pick<Connection, 'remoteAddr' | 'status'>> (conns: C[]): C[] {
+  return conns.filter(c => c.status === 'open')
+    .map(c => ({ c, rank: PREFERENCE.indexOf(transportOf(c)) }))
+    .sort((a, b) => a.rank - b.rank)
+    .map(x => x.c)
+}
+
+/** The transport of the best of several connections to one peer. */
 export function bestTransport (conns: Array<Pick<Connection, 'remoteAddr' | 'status'>>): Transport {
-  let best: Transport = 'none'
-  for (const c of conns) {
-    if (c.status !== 'open') continue
-    const t = transportOf(c)
-    if (PREFERENCE.indexOf(t) < PREFERENCE.indexOf(best)) best = t
-  }
-  return best
+  const best = byPreference(conns)[0]
+  return best == null ? 'none' : transportOf(best)
 }

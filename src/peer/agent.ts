@@ -20,6 +20,7 @@ import type { AgentHandle, ProfileUpdate } from './handle.ts'
 import type { AgentEvent, AgentSnapshot, ChatView } from './types.ts'
 import type { AgentContext, AgentService } from './service.ts'
 import { startTicker } from './ticker.ts'
+import { LinkHygiene } from '../mesh/link-hygiene.ts'
 
 export interface AgentOptions {
   identity: Identity
@@ -55,6 +56,7 @@ export class Agent implements AgentHandle {
   private readonly relay: RelayLink
   private readonly announceMs: number
   private readonly rtts = new RttSamples()
+  private readonly hygiene: LinkHygiene
   private readonly dialing = new Set<string>()
   private readonly startedAt = Date.now()
   private stopTicker?: () => void
@@ -76,6 +78,7 @@ export class Agent implements AgentHandle {
     this.table = new PeerTable(this.id)
     this.announceMs = opts.announceIntervalMs ?? 10_000
     this.relay = new RelayLink(node, opts.relayAddrs, () => this.changed())
+    this.hygiene = new LinkHygiene(node, this.id)
     this.services = opts.services ?? []
   }
 
@@ -114,10 +117,18 @@ export class Agent implements AgentHandle {
     }, { runOnLimitedConnection: true })
     node.addEventListener('connection:open', evt => {
       const conn = evt.detail
-      if (conn.direction === 'outbound' && !this.relay.relayIds().includes(conn.remotePeer.toString())) void this.hello(conn)
+      const peer = conn.remotePeer.toString()
+      if (!this.relay.relayIds().includes(peer)) {
+        if (conn.direction === 'outbound') void this.hello(conn)
+        this.hygiene.opened(peer)
+      }
       this.refreshLinks()
     })
-    node.addEventListener('connection:close', () => { this.refreshLinks() })
+    node.addEventListener('connection:close', evt => {
+      const peer = evt.detail.remotePeer.toString()
+      if (!this.relay.relayIds().includes(peer)) this.hygiene.closedLink(peer)
+      this.refreshLinks()
+    })
     for (const service of this.services) await service.start(ctx)
     this.relay.start()
     this.stopTicker = startTicker(TICK_MS, () => { void this.tick() })
@@ -202,6 +213,7 @@ export class Agent implements AgentHandle {
 
   async stop (): Promise<void> {
     this.stopTicker?.()
+    this.hygiene.stop()
     clearTimeout(this.announceSoonTimer)
     this.relay.stop()
     for (const service of [...this.services].reverse()) await service.stop().catch(() => {})

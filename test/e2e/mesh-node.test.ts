@@ -78,9 +78,16 @@ describe('headless peers and the relay', () => {
     expect(dm.body.error).toMatch(/unknown agent/)
   })
 
-  it('a relay restart does not strand peers: they reconnect and talk again', async () => {
+  it('peers gossip over their TCP link with the relay down, and a relay restart does not strand them', async () => {
     await relay.stop()
     await waitFor('alpha to notice the relay is gone', async () => (await a.get('/v1/mesh/self')).relay.connected === false, 20_000)
+    // Their gossip runs over their own TCP link (the links they first met over are closed, and
+    // gossip moved off them), so it does not need the relay at all.
+    const direct = `while the relay is down ${Date.now()}`
+    await waitFor('a tavern message to cross the TCP link while the relay is down', async () => {
+      await a.post('/v1/tavern/messages', { text: direct })
+      return (await b.get('/v1/tavern/messages') as any[]).some(m => m.text === direct)
+    }, 15_000, 1500)
     relay = await startRelay({ port, dataDir: relayDir })
     await waitFor('alpha to reconnect', async () => (await a.get('/v1/mesh/self')).relay.connected === true, 30_000)
     await waitFor('beta to reconnect', async () => (await b.get('/v1/mesh/self')).relay.connected === true, 30_000)

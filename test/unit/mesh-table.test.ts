@@ -6,6 +6,7 @@ import { canImprove, candidateAddrs, overLink, shouldDial } from '../../src/mesh
 import { RateLimiter } from '../../src/mesh/rate-limit.ts'
 import { RttSamples } from '../../src/mesh/rtt.ts'
 import { withDeadline } from '../../src/mesh/deadline.ts'
+import { LinkHygiene, redundantLinks } from '../../src/mesh/link-hygiene.ts'
 import type { Envelope } from '../../src/protocol/envelope.ts'
 import type { AnnounceBody } from '../../src/protocol/messages.ts'
 
@@ -103,6 +104,82 @@ describe('transports', () => {
     tried.length = 0
     await expect(overLink(node, B, dial, async c => { tried.push(c); throw new Error('refused') }, err => (err as Error).message === 'refused')).rejects.toThrow('refused')
     expect(tried).toEqual([webrtc])
+  })
+  it('runs over TCP before a WebRTC link to the same agent, whatever order libp2p lists them in', async () => {
+    const webrtc = conn(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`)
+    const tcp = conn(`/ip4/127.0.0.1/tcp/40001/p2p/${B}`)
+    const node = { getConnections: () => [conn(`${RELAY}/p2p-circuit/p2p/${B}`), webrtc, tcp] } as any
+    expect(await overLink(node, B, async () => { throw new Error('no dial expected') }, async c => transportOf(c))).toBe('tcp')
+  })
+})
+
+describe('link hygiene', () => {
+  const link = (a: string, direction: 'inbound' | 'outbound', protocols: Array<string | undefined> = ['/meshsub/1.2.0'], status = 'open') =>
+    ({ remoteAddr: multiaddr(a), direction, status, streams: protocols.map(protocol => ({ protocol })) }) as any
+  const relayed = (d: 'inbound' | 'outbound', p?: Array<string | undefined>) => link(`${RELAY}/p2p-circuit/p2p/${B}`, d, p)
+  const webrtc = (d: 'inbound' | 'outbound', p?: Array<string | undefined>) => link(`${RELAY}/p2p-circuit/webrtc/p2p/${B}`, d, p)
+  const tcp = (d: 'inbound' | 'outbound', p?: Array<string | undefined>) => link(`/ip4/127.0.0.1/tcp/40001/p2p/${B}`, d, p)
+
+  it('closes the relayed and WebRTC links to an agent once a TCP link to it is open', () => {
+    const [r, w, t] = [relayed('outbound'), webrtc('inbound'), tcp('outbound')]
+    expect(redundantLinks([r, w, t], true)).toEqual({ close: [r, w], busy: 0 })
+    // Without TCP nothing is redundant: a browser keeps WebRTC and the circuit beside it.
+    expect(redundantLinks([r, w], true)).toEqual({ close: [], busy: 0 })
+    expect(redundantLinks([r, w, link(`/ip4/127.0.0.1/tcp/40001/p2p/${B}`, 'outbound', [], 'closed')], true).close).toEqual([])
+  })
+  it('keeps the same one of two TCP links at both ends: the one the dialing agent opened', () => {
+    // A dials (shouldDial): its outbound link is B's inbound one.
+    const aOut = tcp('outbound')
+    const aIn = tcp('inbound')
+    expect(redundantLinks([aIn, aOut], true).close).toEqual([aIn])
+    const bIn = tcp('inbound')
+    const bOut = tcp('outbound')
+    expect(redundantLinks([bOut, bIn], false).close).toEqual([bOut])
+    // Only links the other agent opened: none of them is closed, or both ends might close different ones.
+    expect(redundantLinks([tcp('inbound'), tcp('inbound')], true).close).toEqual([])
+  })
+  it('leaves a redundant link that carries a request or a session until it ends', () => {
+    const busy = webrtc('outbound', ['/meshsub/1.2.0', '/clawnet/inference/1.0.0'])
+    const negotiating = relayed('outbound', [undefined])
+    const idle = relayed('inbound', [])
+    expect(redundantLinks([busy, negotiating, idle, tcp('outbound')], true)).toEqual({ close: [idle], busy: 2 })
+  })
+  it('closes what TCP made redundant once links settle, then re-identifies the kept link so gossip reopens on it', async () => {
+    vi.useFakeTimers()
+    try {
+      const t = tcp('outbound')
+      let conns: any[] = [relayed('outbound'), webrtc('outbound', ['/meshsub/1.2.0', '/clawnet/ledger/1.0.0']), t]
+      for (const c of conns) c.close = vi.fn(async () => { c.status = 'closed' })
+      const identify = vi.fn(async () => ({}))
+      const node = { getConnections: () => conns.filter(c => c.status === 'open'), services: { identify: { identify } } } as any
+      // A dials B, so A keeps its outbound TCP link.
+      const hygiene = new LinkHygiene(node, A)
+      hygiene.opened(B)
+      await vi.advanceTimersByTimeAsync(999)
+      expect(conns[0].close).not.toHaveBeenCalled()
+      await vi.advanceTimersByTimeAsync(1)
+      expect(conns[0].close).toHaveBeenCalled()
+      // The WebRTC link still carries a ledger request: it waits.
+      expect(conns[1].close).not.toHaveBeenCalled()
+      expect(identify).toHaveBeenCalledWith(t)
+      conns[1].streams = [{ protocol: '/meshsub/1.2.0' }]
+      await vi.advanceTimersByTimeAsync(5000)
+      expect(conns[1].close).toHaveBeenCalled()
+      expect(hygiene.closed).toBe(2)
+      expect(identify).toHaveBeenCalledTimes(2)
+      // The other end closing a link we shared gossip over: identify again, close nothing.
+      conns = [t]
+      hygiene.closedLink(B)
+      await vi.advanceTimersByTimeAsync(1000)
+      expect(identify).toHaveBeenCalledTimes(3)
+      // Opening alone, with nothing lost or closed, costs no identify.
+      hygiene.opened(B)
+      await vi.advanceTimersByTimeAsync(1000)
+      expect(identify).toHaveBeenCalledTimes(3)
+      hygiene.stop()
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })
 
