@@ -16,7 +16,7 @@ export class RelayLink {
     this.addrs = relayAddrs.map(a => multiaddr(a))
     if (this.addrs.length === 0) throw new Error('no relay address: pass the relay multiaddr (see `clawnet relay` output)')
     node.addEventListener('peer:disconnect', evt => {
-      if (this.relayIds().includes(evt.detail.toString())) {
+      if (this.isRelay(evt.detail.toString())) {
         this.onChange()
         this.schedule(200)
       }
@@ -25,6 +25,11 @@ export class RelayLink {
 
   relayIds (): string[] {
     return this.addrs.map(a => a.getComponents().findLast(c => c.name === 'p2p')?.value).filter((v): v is string => v != null)
+  }
+
+  /** Whether `peerId` is one of our relays rather than an agent. */
+  isRelay (peerId: string): boolean {
+    return this.relayIds().includes(peerId)
   }
 
   connected (): boolean {

@@ -118,7 +118,7 @@ export class Agent implements AgentHandle {
     node.addEventListener('connection:open', evt => {
       const conn = evt.detail
       const peer = conn.remotePeer.toString()
-      if (!this.relay.relayIds().includes(peer)) {
+      if (!this.relay.isRelay(peer)) {
         if (conn.direction === 'outbound') void this.hello(conn)
         this.hygiene.opened(peer)
       }
@@ -126,7 +126,7 @@ export class Agent implements AgentHandle {
     })
     node.addEventListener('connection:close', evt => {
       const peer = evt.detail.remotePeer.toString()
-      if (!this.relay.relayIds().includes(peer)) this.hygiene.closedLink(peer)
+      if (!this.relay.isRelay(peer)) this.hygiene.closedLink(peer)
       this.refreshLinks()
     })
     for (const service of this.services) await service.start(ctx)
@@ -434,7 +434,7 @@ export class Agent implements AgentHandle {
       },
       peers: this.table.list(),
       tavern: this.chat.list(),
-      diagnostics: { accepted: this.inbox.accepted, rejected: { ...this.inbox.counts }, recent: this.inbox.recent.slice() }
+      diagnostics: { accepted: this.inbox.accepted, rejected: { ...this.inbox.counts }, recent: this.inbox.recent.slice(), redundantLinksClosed: this.hygiene.closed }
     }
   }
 }

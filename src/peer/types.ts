@@ -49,6 +49,8 @@ export interface DiagnosticsView {
   accepted: number
   rejected: RejectCounts
   recent: Rejection[]
+  /** Links to other agents closed because a TCP link to the same agent made them redundant. */
+  redundantLinksClosed: number
 }
 
 export interface AgentSnapshot {
