@@ -5,7 +5,6 @@ import { existsSync } from 'node:fs'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@libp2p/noise'
-import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
@@ -23,6 +22,7 @@ import '../../src/swarm/messages.ts'
 import '../../src/peer/services/ledger-service.ts'
 import { serveFile } from './static.ts'
 import { modelManifests } from './model-manifests.ts'
+import { streamMuxer } from '../../src/mesh/muxer.ts'
 
 export interface RelayOptions {
   host?: string
@@ -76,7 +76,7 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
     addresses: { listen: [`/ip4/127.0.0.1/tcp/${internalPort}/ws`], announce: [publicAddr] },
     transports: [webSockets()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [streamMuxer()],
     // gossipsub opens its outbound streams one peer at a time: a peer that vanished without closing
     // holds the queue for the whole negotiation timeout, so keep that short.
     connectionManager: { maxConnections: 1024, inboundConnectionThreshold: 20, outboundStreamProtocolNegotiationTimeout: 3000, inboundStreamProtocolNegotiationTimeout: 3000 },

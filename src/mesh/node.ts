@@ -3,13 +3,13 @@ import { webSockets } from '@libp2p/websockets'
 import { webRTC } from '@libp2p/webrtc'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { noise } from '@libp2p/noise'
-import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
 import { directTransports } from './transports.ts'
+import { streamMuxer } from './muxer.ts'
 
 export interface AgentNodeOptions {
   privateKey: PrivateKey
@@ -58,7 +58,7 @@ export async function createAgentNode (opts: AgentNodeOptions): Promise<AgentNod
       circuitRelayTransport({ reservationCompletionTimeout: 10_000 })
     ],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [streamMuxer()],
     // The default gater refuses ws:// and loopback, which is exactly what a local relay is.
     connectionGater: { denyDialMultiaddr: () => false },
     // gossipsub opens outbound streams one peer at a time; a vanished peer must not hold the queue long.
