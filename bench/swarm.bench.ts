@@ -93,8 +93,10 @@ async function mesh (path: string, relayUrl: string, peers: number, m: BenchMode
       }, 60_000, 300)
     }
     const generate = async (c: PeerProcess): Promise<any> => {
-      const res = await c.post('/v1/completions', { model: 'bench.gguf', prompt: PROMPT, max_tokens: m.decode, temperature: 0 })
+      // A random model says end-of-sequence early (after ~24 tokens here): every run decodes the full length.
+      const res = await c.post('/v1/completions', { model: 'bench.gguf', prompt: PROMPT, max_tokens: m.decode, temperature: 0, ignore_eos: true })
       if (res.status !== 201) throw new Error(`generation failed: ${JSON.stringify(res.body)}`)
+      if (res.body.clawnet.tokens.length !== m.decode) throw new Error(`decoded ${res.body.clawnet.tokens.length} tokens, not ${m.decode}`)
       return res.body.clawnet
     }
     // The engine and the two clients take turns, so all three see the same moments of this noisy machine.

@@ -12,6 +12,8 @@ interface GenerateParams {
   temperature?: number
   topP?: number
   seed?: number
+  /** Decode all `maxTokens` even past end-of-sequence (vLLM's and llama.cpp's `ignore_eos`): benchmarks measure a fixed length. */
+  ignoreEos?: boolean
 }
 
 /** Turns a push callback into an async iterable for streaming responses. */
@@ -67,8 +69,14 @@ function num (v: unknown, name: string): number | undefined {
   return v
 }
 
-function sampling (body: any): Pick<GenerateParams, 'temperature' | 'topP' | 'seed'> {
-  return { temperature: num(body.temperature, 'temperature') ?? 0, topP: num(body.top_p, 'top_p'), seed: num(body.seed, 'seed') }
+function bool (v: unknown, name: string): boolean | undefined {
+  if (v == null) return undefined
+  if (typeof v !== 'boolean') throw new HttpError(400, `"${name}" must be true or false`)
+  return v
+}
+
+function sampling (body: any): Pick<GenerateParams, 'temperature' | 'topP' | 'seed' | 'ignoreEos'> {
+  return { temperature: num(body.temperature, 'temperature') ?? 0, topP: num(body.top_p, 'top_p'), seed: num(body.seed, 'seed'), ignoreEos: bool(body.ignore_eos, 'ignore_eos') }
 }
 
 /**
@@ -80,7 +88,7 @@ function run (swarm: SwarmService, p: GenerateParams, signal: AbortSignal, onTex
     const decoder = await swarm.decoderFor(p.model)
     try {
       const r = await swarm.generate(p.model, p.prompt, {
-        maxTokens: p.maxTokens, temperature: p.temperature, topP: p.topP, seed: p.seed, signal,
+        maxTokens: p.maxTokens, temperature: p.temperature, topP: p.topP, seed: p.seed, stopAtEos: p.ignoreEos !== true, signal,
         onToken: id => { const d = decoder.push(id); if (d !== '') onText(d) }
       })
       const tail = decoder.flush()
