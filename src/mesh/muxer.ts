@@ -4,7 +4,7 @@ import { YamuxStream } from '@libp2p/yamux/stream'
 /** YamuxStream's `state` when the stream is open both ways and no SYN/ACK flag is pending. */
 const ESTABLISHED = 3
 
-/** The receive-window fields of a stream: internal to @libp2p/yamux, so muxer.test.ts fails should they change. */
+/** The receive-window fields of a stream: internal to @libp2p/yamux, so mesh-muxer.test.ts fails should they change. */
 interface ReceiveWindow { state: number, recvWindow: number, recvWindowCapacity: number }
 
 /**
