@@ -82,8 +82,10 @@ export class LinkHygiene {
     if (busy > 0) this.schedule(peer, BUSY_RETRY_MS)
     // gossipsub drops its stream with the link it ran on and opens another only when a link is
     // identified: without this it would stop sending to a neighbour it still counts as connected.
+    // Read and cleared either way: an agent that left altogether leaves no entry behind.
+    const relink = this.lost.delete(peer)
     const kept = byPreference(this.node.getConnections(id))[0]
-    if (kept == null || !this.lost.delete(peer)) return
+    if (kept == null || !relink) return
     await this.node.services.identify.identify(kept).catch(() => {})
   }
 }
