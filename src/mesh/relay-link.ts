@@ -33,7 +33,7 @@ export class RelayLink {
   }
 
   connected (): boolean {
-    return this.relayIds().some(id => this.node.getConnections().some(c => c.remotePeer.toString() === id && c.status === 'open'))
+    return this.node.getConnections().some(c => c.status === 'open' && this.isRelay(c.remotePeer.toString()))
   }
 
   start (): void {
