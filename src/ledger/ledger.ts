@@ -103,6 +103,9 @@ export class Ledger {
     if (l.own.claimed.seq < 0) {
       await l.extend({ type: 'genesis', amount: l.policy.grants.registration, memo: opts.owner ?? '' })
     }
+    // A send stored just before the agent died (a killed process, a reloaded tab) was never
+    // received, and nothing else would ever bring it back: it arrives as a duplicate.
+    if (l.autoReceive) for (const hash of l.owedToSelf()) l.receiveLater(hash)
     return l
   }
 
@@ -436,10 +439,24 @@ export class Ledger {
     await this.store.append({ kind: 'block', block: b })
     this.byHash.set(hash, b)
     this.emit('block', { block: b, hash, own })
-    if (this.autoReceive && !own && b.type === 'send' && b.counterparty === this.id) {
-      // Queued behind the current operation, not awaited: awaiting from inside the queue would deadlock.
-      void this.receive(hash).catch(err => this.emit('rejected', { reason: err.reason ?? 'malformed', detail: String(err.message) }))
+    // Queued behind the current operation, not awaited: awaiting from inside the queue would deadlock.
+    if (this.autoReceive && !own && b.type === 'send' && b.counterparty === this.id) this.receiveLater(hash)
+  }
+
+  private receiveLater(sendHash: string): void {
+    void this.receive(sendHash).catch(err => this.emit('rejected', { reason: err.reason ?? 'malformed', detail: String(err.message) }))
+  }
+
+  /** Held sends to this agent that move credit and that the own chain has not received. */
+  private owedToSelf(): string[] {
+    const out: string[] = []
+    for (const c of this.chains.values()) {
+      if (c === this.own) continue
+      for (const [i, b] of c.blocks.entries()) {
+        if (b.type === 'send' && b.counterparty === this.id && this.moves(c.hashes[i]) === true && !this.own.credits(c.hashes[i])) out.push(c.hashes[i])
+      }
     }
+    return out
   }
 
   /** Resolves once every queued operation, including automatic receives, has finished. */

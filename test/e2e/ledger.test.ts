@@ -58,6 +58,14 @@ describe('the ledger across browser and Node agents', () => {
     ...await Promise.all(peers.map(async p => (await p.get('/v1/ledger/diagnostics')).counters[reason] ?? 0))
   ]
 
+  /** Which agent sees which account differently from agent 0, and what each counts as in flight. */
+  const disagreement = (views: Row[][], audits: Array<{ inFlight: number }>): string => {
+    const at = (rs: Row[], account: string): string => { const r = rs.find(o => o[0] === account); return r == null ? 'nothing' : `seq ${r[1]} head ${r[2].slice(0, 8)} balance ${r[3]} pending ${r[4]}` }
+    const apart = views.flatMap((rs, i) => ids.filter(a => at(rs, a) !== at(views[0], a))
+      .map(a => `agent ${i} sees ${a.slice(-6)} at ${at(rs, a)}, agent 0 at ${at(views[0], a)}`))
+    return [...apart, `in flight: ${audits.map(a => a.inFlight).join(', ')}`].join('; ')
+  }
+
   /** One random transfer or task from agent i (pages 0-2, peers 3-4) to another honest agent. */
   async function randomOp (i: number, step: number): Promise<void> {
     const others = ids.filter((_, j) => j !== i)
@@ -174,6 +182,7 @@ describe('the ledger across browser and Node agents', () => {
     expect((await peers[1].get(`/v1/ledger/blocks?account=${ids[4]}&to=${peerChain.length - 1}`)).blocks).toEqual(peerChain)
     await Promise.all([others, run([1, 4], 15, 2000)])
 
+    const quietSince = Date.now()
     // Rows and audit are read together per agent: a failsafe grant may land at any moment, and agreement must cover both.
     const agreed = await waitFor('all five agents to agree on every account and on the audit', async () => {
       const all = await Promise.all([
@@ -182,7 +191,9 @@ describe('the ledger across browser and Node agents', () => {
       ])
       // Sends made to the killed peer while it was down are received once it syncs again: agreement
       // is only final when nothing is in flight any more.
-      return all.every(x => JSON.stringify(x) === JSON.stringify(all[0])) && all[0].audit.inFlight === 0 ? all[0] : undefined
+      if (all.every(x => JSON.stringify(x) === JSON.stringify(all[0])) && all[0].audit.inFlight === 0) return all[0]
+      // Thrown, not returned, so a timeout reports what was still apart.
+      throw new Error(disagreement(all.map(x => x.rows), all.map(x => x.audit)))
     }, 90_000, 1000)
     const blocks = agreed.rows.reduce((s, r) => s + r[1] + 1, 0)
     expect(blocks).toBeGreaterThan(200)
@@ -193,7 +204,7 @@ describe('the ledger across browser and Node agents', () => {
     expect(audit.supply).toBe(audit.grants - audit.burned)
     expect(audit.balances).toBe(audit.supply)
     expect(Math.round(total * CREDIT)).toBe(audit.supply)
-    console.log(`ledger e2e: ${blocks} blocks on five chains; total ${total.toFixed(2)} credits = grants ${audit.grants / CREDIT} - fees ${audit.burned / CREDIT}`)
+    console.log(`ledger e2e: ${blocks} blocks on five chains; total ${total.toFixed(2)} credits = grants ${audit.grants / CREDIT} - fees ${audit.burned / CREDIT}; agreed ${((Date.now() - quietSince) / 1000).toFixed(1)} s after the last op`)
   })
 
   it('a forged block and a replayed transfer are rejected everywhere, and counted', async () => {

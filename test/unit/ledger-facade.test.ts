@@ -52,6 +52,23 @@ describe('Ledger', () => {
     }
   })
 
+  it('receives on reopen a send it stored but died before receiving, and only once', async () => {
+    const A = await Ledger.open(new MemoryStore(), a.key, { clock: () => T0 })
+    const store = new MemoryStore()
+    // Without auto-receive the store ends as a crash right after the send was written leaves it.
+    const died = await Ledger.open(store, b.key, { clock: () => T0, autoReceive: false })
+    await A.transfer(b.id, 2 * CREDIT, 'paid while dying')
+    await share(A, died)
+    expect(died.audit().inFlight).toBe(2 * CREDIT)
+    const B = await Ledger.open(store, b.key, { clock: () => T0 })
+    await B.idle()
+    expect(B.account()).toMatchObject({ seq: 1, balance: REG + 2 * CREDIT })
+    expect(B.audit()).toMatchObject({ inFlight: 0, balances: 2 * REG })
+    const again = await Ledger.open(store, b.key, { clock: () => T0 })
+    await again.idle()
+    expect(again.account()).toEqual(B.account())
+  })
+
   it('refuses its own overspend without changing state', async () => {
     const { A } = await pair()
     await expect(A.transfer(b.id, REG + 1)).rejects.toMatchObject({ reason: 'overspend' })
