@@ -61,6 +61,8 @@ export type RejectReason =
   | 'overspend'
   | 'bad-grant'
   | 'double-spend'
+  /** Not a verdict on the block: this agent could not write it (storage full or failing). */
+  | 'store-failed'
 
 export class LedgerError extends Error {
   constructor(readonly reason: RejectReason, detail: string) {

@@ -142,11 +142,11 @@ export class Chain {
   }
 
   /**
-   * Verifies `block` as this chain's next block, appends it and derives it. Blocks from the store
-   * or signed by this agent skip the signature check; an own block must also be funded in the
-   * derived state, so an agent never signs what it already knows will move nothing.
+   * Verifies `block` as this chain's next block without changing anything; commit() appends it.
+   * Blocks from the store or signed by this agent skip the signature check; an own block must
+   * also be funded in the derived state, so an agent never signs what it already knows will move nothing.
    */
-  async append(block: Block, ctx: VerifyContext, origin: Origin = 'peer'): Promise<string> {
+  async check(block: Block, ctx: VerifyContext, origin: Origin = 'peer'): Promise<Checked> {
     const hash = hashBlock(block)
     this.checkPosition(block)
     if (origin === 'peer' && !(await verifyBlockSignature(block))) throw new LedgerError('bad-signature', `${block.account}#${block.seq}`)
@@ -155,9 +155,19 @@ export class Chain {
     if (origin === 'self' && derivedToHead && this.effect(block, claim, ctx) === UNFUNDED) {
       throw new LedgerError('overspend', `${block.account} cannot fund #${block.seq} once proven forks are counted`)
     }
-    this.apply(block, hash, claim)
+    return { block, hash, claim }
+  }
+
+  /** Appends and derives a block check() passed, with nothing appended in between. */
+  commit(c: Checked, ctx: VerifyContext): string {
+    if (c.block.seq !== this.s.seq + 1) throw new Error(`${this.account}#${c.block.seq} was checked against another head`)
+    this.apply(c.block, c.hash, c.claim)
     this.derive(ctx)
-    return hash
+    return c.hash
+  }
+
+  async append(block: Block, ctx: VerifyContext, origin: Origin = 'peer'): Promise<string> {
+    return this.commit(await this.check(block, ctx, origin), ctx)
   }
 
   /** Forgets the derived state; derive() rebuilds it from the blocks. */
@@ -317,6 +327,13 @@ export class Chain {
     this.hashes.push(hash)
     this.index.set(hash, b.seq)
   }
+}
+
+/** A block verified as its chain's next one, with the effect its rules gave it. */
+export interface Checked {
+  block: Block
+  hash: string
+  claim: Delta
 }
 
 interface Delta {

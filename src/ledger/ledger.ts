@@ -6,7 +6,7 @@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { BLOCK_VERSION, hashBlock, LedgerError, parseBlock, signBlock, verifyBlockSignature, ZERO_HASH, type Block, type RejectReason, type UnsignedBlock } from './block.ts'
-import { Chain, MissingDependency, type AccountState, type BalancePoint, type VerifyContext } from './chain.ts'
+import { Chain, MissingDependency, type AccountState, type Checked, type BalancePoint, type VerifyContext } from './chain.ts'
 import { DEFAULT_POLICY, requiredFee, type Policy } from './policy.ts'
 import { grantAmount, mineGenesis, type GrantKind } from './grants.ts'
 import { makeProof, proofId, verifyProof, type DoubleSpendProof } from './doublespend.ts'
@@ -323,14 +323,21 @@ export class Ledger {
     if (this.byHash.has(hash)) return { status: 'duplicate' }
     if (b.seq >= this.forkSeq(b.account)) return this.keepBeyondFork(b, hash)
     if (b.seq <= chain.claimed.seq) return this.compareExisting(chain, b, hash)
+    let checked: Checked
     try {
-      await chain.append(b, this.ctx())
+      checked = await chain.check(b, this.ctx())
     } catch (err) {
       if (err instanceof MissingDependency) return { status: 'missing', account: err.account, detail: err.message }
       if (err instanceof LedgerError) return this.reject(err.reason, err.message)
       throw err
     }
-    await this.committed(b, hash, false)
+    try {
+      await this.commit(chain, checked, false)
+    } catch (err) {
+      if (!(err instanceof LedgerError)) throw err
+      // store-failed is not the sender's fault: the block is asked for again with the next heads that show it.
+      return this.reject(err.reason, err.message)
+    }
     return { status: 'accepted', hash }
   }
 
@@ -429,14 +436,24 @@ export class Ledger {
       const priced = { ...base, fee: (fields.fee ?? 0) + requiredFee(this.policy, base, s.seq < 0 ? undefined : s.lastTs) }
       const unsigned = base.type === 'genesis' ? mineGenesis(priced, this.policy.grants.registrationWorkBits) : priced
       const b = await signBlock(unsigned, this.key)
-      const hash = await this.own.append(b, this.ctx(), 'self')
-      await this.committed(b, hash, true)
+      await this.commit(this.own, await this.own.check(b, this.ctx(), 'self'), true)
       return b
     })
   }
 
-  private async committed(b: Block, hash: string, own: boolean): Promise<void> {
-    await this.store.append({ kind: 'block', block: b })
+  /**
+   * Writes a checked block, then applies it: a write that fails (storage full, a closed
+   * database) leaves the ledger as it was, instead of a chain in memory that the store lacks a
+   * block of, which would no longer replay after a restart.
+   */
+  private async commit(chain: Chain, checked: Checked, own: boolean): Promise<void> {
+    const { block: b, hash } = checked
+    try {
+      await this.store.append({ kind: 'block', block: b })
+    } catch (err) {
+      throw new LedgerError('store-failed', `could not save ${b.account === this.id ? 'this agent\'s' : 'a'} ${b.type} block (${(err as Error).message ?? err}); nothing changed. Free some storage and try again.`)
+    }
+    chain.commit(checked, this.ctx())
     this.byHash.set(hash, b)
     this.emit('block', { block: b, hash, own })
     // Queued behind the current operation, not awaited: awaiting from inside the queue would deadlock.

@@ -7,7 +7,7 @@ import { CREDIT } from '../../src/ledger/block.ts'
 import { Ledger } from '../../src/ledger/ledger.ts'
 import { openStore as openFileStore } from '../../src/ledger/store.ts'
 import { openStore as openIdbStore } from '../../src/ledger/store.browser.ts'
-import type { LedgerStore } from '../../src/ledger/store-types.ts'
+import { MemoryStore, type LedgerStore, type StoredRecord } from '../../src/ledger/store-types.ts'
 import { newAgent, T0, type TestAgent } from '../helpers/ledger-fixtures.ts'
 
 let a: TestAgent, b: TestAgent
@@ -72,5 +72,37 @@ describe('file store crash recovery', () => {
     const s2 = await openFileStore(join(dir, 'crc'))
     expect((await s2.load()).map(r => r.kind === 'block' && r.block.type)).toEqual(['genesis', 'send'])
     await s2.close()
+  })
+})
+
+/** A store that refuses writes while `full` is set, as a full disk or a browser over its quota does. */
+class FillingStore extends MemoryStore {
+  full = false
+  async append (r: StoredRecord): Promise<void> {
+    if (this.full) throw new Error('QuotaExceededError')
+    await super.append(r)
+  }
+}
+
+describe('a store that refuses a write', () => {
+  it('leaves the ledger unchanged and says so, for an own block and for a peer block; both go through once it has room', async () => {
+    const store = new FillingStore()
+    const L = await Ledger.open(store, a.key, { clock: () => T0 })
+    const B = await Ledger.open(new MemoryStore(), b.key, { clock: () => T0 })
+    const genesisB = B.blocks(b.id)[0]
+    const before = L.account()
+    store.full = true
+    await expect(L.transfer(b.id, CREDIT, 'no room')).rejects.toThrow(/store-failed: could not save this agent's send block \(QuotaExceededError\); nothing changed/)
+    expect(L.account()).toEqual(before)
+    expect(await L.ingest(genesisB)).toMatchObject({ status: 'rejected', reason: 'store-failed' })
+    expect(L.chainHead(b.id)).toBeUndefined()
+
+    store.full = false
+    await L.transfer(b.id, CREDIT, 'room again')
+    expect(await L.ingest(genesisB)).toMatchObject({ status: 'accepted' })
+    // What is in memory is what a restart replays.
+    const again = await Ledger.open(store, a.key, { clock: () => T0 })
+    expect(again.accounts()).toEqual(L.accounts())
+    expect(again.account()).toMatchObject({ seq: 1, balance: before!.balance - CREDIT })
   })
 })
