@@ -67,7 +67,7 @@ export class LedgerService implements AgentService {
   private readonly flows: Flow[] = []
   private readonly acked = new Set<string>()
   private readonly deliveries = new Map<string, Promise<TransferOutcome>>()
-  private readonly inflight = new Set<string>()
+  private readonly inflight = new Map<string, Promise<Request[]>>()
   private readonly timers: Array<ReturnType<typeof setTimeout>> = []
   private headTimer?: ReturnType<typeof setTimeout>
   private lastHead = 0
@@ -233,25 +233,38 @@ export class LedgerService implements AgentService {
     return r
   }
 
-  /** Pulls ranges from one peer until it has nothing more that we lack. */
+  /**
+   * Pulls ranges from one peer until it has nothing more that we lack. A range already being
+   * pulled is waited for, not asked again: a payee that fetches what precedes a send must not go
+   * on before it arrived because heads had set off the same fetch a moment earlier.
+   */
   private async fetch (peer: string, requests: Request[]): Promise<void> {
     let queue = requests
     for (let round = 0; round < MAX_FETCH_ROUNDS && queue.length > 0; round++) {
       const next: Request[] = []
       for (const req of queue) {
         const key = `${peer}/${req.account}/${req.from}/${req.to}`
-        if (this.inflight.has(key)) continue
-        this.inflight.add(key)
-        try {
-          const r = await this.absorb(await this.ask(peer, req), peer, false)
-          next.push(...r.requests)
-        } catch {
-          // Unreachable or slow: the next heads from anyone who holds the chain bring it.
-        } finally {
-          this.inflight.delete(key)
+        const running = this.inflight.get(key)
+        if (running != null) {
+          // Whoever started it follows up on what it brings.
+          await running
+          continue
         }
+        const pull = this.pull(peer, req).finally(() => { this.inflight.delete(key) })
+        this.inflight.set(key, pull)
+        next.push(...await pull)
       }
       queue = next
+    }
+  }
+
+  /** One range from one peer; what it asks for next. */
+  private async pull (peer: string, req: Request): Promise<Request[]> {
+    try {
+      return (await this.absorb(await this.ask(peer, req), peer, false)).requests
+    } catch {
+      // Unreachable or slow: the next heads from anyone who holds the chain bring it.
+      return []
     }
   }
 
