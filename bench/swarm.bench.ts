@@ -1,6 +1,7 @@
 // Distributed inference on loopback: decode tokens/s through a chain of 1, 2 and 4 host
 // processes (each hosting an equal share of the blocks), side by side with one engine running
-// the whole model in-process; the ratio, the time each extra hop adds per token, and the
+// the whole model in-process (and with its blocks split into the same ranges, still in-process,
+// to tell the split's own cost from the network's); the ratio, the time each extra hop adds per token, and the
 // throughput of the pipeline when several generations run through it at once. Each chain is
 // driven by two clients in turn: one whose hosts push decode steps to each other (the default)
 // and one that carries every hidden state itself (--no-push). Two models: a small one, where
@@ -52,10 +53,16 @@ const paramsMillions = (c: LlamaConfig): number => Math.round([...tensorShapes(c
 
 interface SingleEngine { run: () => Promise<number>, close: () => Promise<void> }
 
-/** The whole model in this process, one engine: each `run` is one generation's decode tokens/s. */
-async function singleEngine (path: string, m: BenchModel): Promise<SingleEngine> {
+/**
+ * The whole model in this process, one engine: each `run` is one generation's decode tokens/s.
+ * With `parts` > 1 its blocks are split into that many ranges (sessions) as a chain's hosts split
+ * them, so what the split itself costs is told apart from what the network adds.
+ */
+async function singleEngine (path: string, m: BenchModel, parts = 1): Promise<SingleEngine> {
   const { model, tokenizer } = await openModel(path)
-  const pipeline = await LocalPipeline.load(model, await loadRuntime({ threads: THREADS }))
+  const per = m.config.nLayers / parts
+  const ranges = Array.from({ length: parts }, (_, i): [number, number] => [i * per, (i + 1) * per - 1])
+  const pipeline = await LocalPipeline.load(model, await loadRuntime({ threads: THREADS }), ranges)
   const prompt = tokenizer.encode(PROMPT)
   return {
     run: async () => {
@@ -69,7 +76,7 @@ async function singleEngine (path: string, m: BenchModel): Promise<SingleEngine>
   }
 }
 
-interface ChainFigures { base: number, tps: number, relayedTps: number, hops: number, hopTimings: HopTiming[], relayedHopTimings: HopTiming[], concurrentTps?: number }
+interface ChainFigures { base: number, split: number, tps: number, relayedTps: number, hops: number, hopTimings: HopTiming[], relayedHopTimings: HopTiming[], concurrentTps?: number }
 
 /**
  * One chain's figures. This machine's speed drifts by tens of percent over minutes, so the single
@@ -79,6 +86,7 @@ async function mesh (path: string, relayUrl: string, peers: number, m: BenchMode
   const per = m.config.nLayers / peers
   const hosts: PeerProcess[] = []
   const clients: PeerProcess[] = []
+  const split = peers > 1 ? await singleEngine(path, m, peers) : undefined
   try {
     for (let i = 0; i < peers; i++) {
       hosts.push(await startPeerProcess(relayUrl, `host-${i}`, ['--model', path, '--layers', `${i * per}-${(i + 1) * per - 1}`, '--memory-mb', '4096', '--threads', String(THREADS)], { startTimeoutMs: 180_000 }))
@@ -100,7 +108,7 @@ async function mesh (path: string, relayUrl: string, peers: number, m: BenchMode
       return res.body.clawnet
     }
     // The engine and the two clients take turns, so all three see the same moments of this noisy machine.
-    const speeds: Record<'base' | 'push' | 'relayed', number[]> = { base: [], push: [], relayed: [] }
+    const speeds: Record<'base' | 'split' | 'push' | 'relayed', number[]> = { base: [], split: [], push: [], relayed: [] }
     let last: Record<'push' | 'relayed', any> = { push: undefined, relayed: undefined }
     // Each measurement starts after the previous generation's payments (blocks signed, delivered,
     // then fetched and verified by every agent) are done: on this one small machine they would
@@ -111,10 +119,12 @@ async function mesh (path: string, relayUrl: string, peers: number, m: BenchMode
     }
     for (let r = 0; r <= m.runs; r++) {
       const base = await settled(engine.run)
+      const inProcessSplit = split != null ? await settled(split.run) : base
       last = { push: await settled(async () => await generate(pushing)), relayed: await settled(async () => await generate(relaying)) }
       if (peers > 1 && last.push.pushed_steps === 0) throw new Error('the pushing client\'s hosts pushed nothing')
       if (r > 0) {
         speeds.base.push(base)
+        speeds.split.push(inProcessSplit)
         speeds.push.push(last.push.timings.decode_tokens_per_s)
         speeds.relayed.push(last.relayed.timings.decode_tokens_per_s)
       }
@@ -129,6 +139,7 @@ async function mesh (path: string, relayUrl: string, peers: number, m: BenchMode
     }
     return {
       base: median(speeds.base),
+      split: median(speeds.split),
       tps: median(speeds.push),
       relayedTps: median(speeds.relayed),
       hops: last.push.routes.at(-1).hops.length,
@@ -137,6 +148,7 @@ async function mesh (path: string, relayUrl: string, peers: number, m: BenchMode
       concurrentTps: m.concurrent ? median(aggregate) : undefined
     }
   } finally {
+    await split?.close()
     for (const c of clients) await c.stop()
     for (const h of hosts) await h.stop()
   }
@@ -151,7 +163,7 @@ async function benchModel (m: BenchModel, dir: string, relayUrl: string): Promis
   try {
     const chains: Record<string, Record<string, unknown>> = {}
     for (const peers of [1, 2, 4]) {
-      const { base, tps, relayedTps, hops, hopTimings, relayedHopTimings, concurrentTps } = await mesh(path, relayUrl, peers, m, engine)
+      const { base, split, tps, relayedTps, hops, hopTimings, relayedHopTimings, concurrentTps } = await mesh(path, relayUrl, peers, m, engine)
       const perToken = (x: number): number => ms(1000 / x - 1000 / base)
       chains[`${peers}_peer${peers > 1 ? 's' : ''}`] = {
         // The in-process engine over the same rounds.
@@ -159,6 +171,11 @@ async function benchModel (m: BenchModel, dir: string, relayUrl: string): Promis
         decode_tokens_per_s: tps,
         hops,
         ratio_to_single_engine: ratio(tps, base),
+        // The same blocks split into as many ranges in this process, with no network: what the
+        // split costs by itself, and what the mesh costs beyond it.
+        in_process_split_decode_tokens_per_s: split,
+        in_process_split_vs_single_engine: ratio(split, base),
+        ratio_to_in_process_split: ratio(tps, split),
         added_ms_per_token: perToken(tps),
         added_ms_per_hop: ms(perToken(tps) / hops),
         // The same chain with the client carrying every hidden state (no host-to-host pushes).
@@ -171,7 +188,7 @@ async function benchModel (m: BenchModel, dir: string, relayUrl: string): Promis
         ms_per_token_outside_hop_medians: ms(1000 / tps - hopTimings.reduce((n, h) => n + h.wall_ms, 0)),
         client_relayed_hop_timings: relayedHopTimings
       }
-      console.error(`${m.label} model, ${peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base})${concurrentTps != null ? `; ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations` : ''}`)
+      console.error(`${m.label} model, ${peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base}, split in-process ${split})${concurrentTps != null ? `; ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations` : ''}`)
     }
     const four = chains['4_peers'] as Record<string, number>
     const one = chains['1_peer'] as Record<string, number>

@@ -4,7 +4,6 @@ import { resolve } from 'node:path'
 import { existsSync } from 'node:fs'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { webSockets } from '@libp2p/websockets'
-import { noise } from '@libp2p/noise'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
@@ -23,6 +22,7 @@ import '../../src/peer/services/ledger-service.ts'
 import { serveFile } from './static.ts'
 import { modelManifests } from './model-manifests.ts'
 import { streamMuxer } from '../../src/mesh/muxer.ts'
+import { connectionEncrypter } from '../../src/mesh/encrypter.ts'
 
 export interface RelayOptions {
   host?: string
@@ -75,7 +75,7 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
     privateKey,
     addresses: { listen: [`/ip4/127.0.0.1/tcp/${internalPort}/ws`], announce: [publicAddr] },
     transports: [webSockets()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [connectionEncrypter()],
     streamMuxers: [streamMuxer()],
     // gossipsub opens its outbound streams one peer at a time: a peer that vanished without closing
     // holds the queue for the whole negotiation timeout, so keep that short.

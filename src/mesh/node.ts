@@ -2,7 +2,6 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import { webSockets } from '@libp2p/websockets'
 import { webRTC } from '@libp2p/webrtc'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import { noise } from '@libp2p/noise'
 import { identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
 import { gossipsub } from '@libp2p/gossipsub'
@@ -10,6 +9,7 @@ import type { Identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
 import { directTransports } from './transports.ts'
 import { streamMuxer } from './muxer.ts'
+import { connectionEncrypter } from './encrypter.ts'
 
 export interface AgentNodeOptions {
   privateKey: PrivateKey
@@ -57,7 +57,7 @@ export async function createAgentNode (opts: AgentNodeOptions): Promise<AgentNod
       webRTC({ rtcConfiguration: { iceServers: opts.iceServers ?? DEFAULT_ICE_SERVERS } }),
       circuitRelayTransport({ reservationCompletionTimeout: 10_000 })
     ],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [connectionEncrypter()],
     streamMuxers: [streamMuxer()],
     // The default gater refuses ws:// and loopback, which is exactly what a local relay is.
     connectionGater: { denyDialMultiaddr: () => false },
