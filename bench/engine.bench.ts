@@ -16,6 +16,7 @@ import { readLlama2cTokenizer } from '../src/model/llama2c.ts'
 import { openModel } from '../src/model/open-model.ts'
 import { loadRuntime } from '../src/engine/ort.ts'
 import { LocalPipeline } from '../src/engine/pipeline.ts'
+import { ownCpuMs } from './measure.ts'
 
 const CONFIG = llamaConfig({ dim: 768, hiddenDim: 2048, nLayers: 6, nHeads: 12, nKvHeads: 4, headDim: 64, vocabSize: 512, contextLength: 512, tiedEmbeddings: false })
 const PROMPT_TOKENS = 128
@@ -34,7 +35,6 @@ const prompt = Array.from({ length: PROMPT_TOKENS }, (_, i) => i === 0 ? 1 : 3 +
  */
 interface Speeds { prefill: number, decode: number, decodeCpuMs: number }
 
-const cpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
 
 async function engineSpeeds (path: string, threads: number, opts: { packedMatMul?: boolean, fusedAttention?: boolean } = {}): Promise<Speeds> {
   const { model } = await openModel(path)
@@ -45,8 +45,8 @@ async function engineSpeeds (path: string, threads: number, opts: { packedMatMul
   for (let r = 0; r <= RUNS; r++) {
     pipeline.reset()
     let cpuFirst = 0
-    const { timings } = await pipeline.generate(prompt, { maxTokens: DECODE_TOKENS + 1, onToken: () => { if (cpuFirst === 0) cpuFirst = cpuMs() } })
-    const cpuEnd = cpuMs()
+    const { timings } = await pipeline.generate(prompt, { maxTokens: DECODE_TOKENS + 1, onToken: () => { if (cpuFirst === 0) cpuFirst = ownCpuMs() } })
+    const cpuEnd = ownCpuMs()
     if (r === 0) continue // warm-up
     prefill.push(timings.prefill_tokens_per_s)
     decode.push(timings.decode_tokens_per_s)
@@ -71,11 +71,11 @@ async function llamaCppSpeeds (path: string, threads: number): Promise<Speeds> {
     let cpuFirst = 0
     let n = 0
     for await (const _ of sequence.evaluate(prompt as any, { temperature: 0 })) {
-      if (n === 0) { first = performance.now(); cpuFirst = cpuMs() }
+      if (n === 0) { first = performance.now(); cpuFirst = ownCpuMs() }
       if (++n > DECODE_TOKENS) break
     }
     const t1 = performance.now()
-    const cpuEnd = cpuMs()
+    const cpuEnd = ownCpuMs()
     sequence.dispose()
     if (r === 0) continue
     // The first token's wait is the prompt pass (plus one sampling); the rest are decode steps.

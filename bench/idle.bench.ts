@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { startRelay } from '../test/helpers/relay.ts'
 import { startPeerProcess, type PeerProcess } from '../test/helpers/peer-process.ts'
 import { median } from '../src/stats.ts'
+import { ownCpuMs } from './measure.ts'
 
 const MESHES = [3, 10]
 /** Long enough for the start-up traffic (greetings, every pair trading chains) to be over. */
@@ -18,7 +19,6 @@ function cpuMs (pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
-const ownCpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
 const percent = (ms: number): number => Math.round((ms / WINDOW_MS) * 1000) / 10
 
 async function idleMesh (n: number): Promise<Record<string, unknown>> {

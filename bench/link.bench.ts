@@ -11,7 +11,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { streamMuxer } from '../src/mesh/muxer.ts'
 import { connectionEncrypter } from '../src/mesh/encrypter.ts'
 import { jsonFrames } from '../src/mesh/frames.ts'
-import { median } from '../src/stats.ts'
+import { exactQuantile } from '../src/stats.ts'
+import { ownCpuMs, ratio } from './measure.ts'
 import { ROOT } from '../test/helpers/relay.ts'
 
 /** f32 hidden states of one token: the bench models' widths (512 and 1536). */
@@ -29,18 +30,16 @@ export async function linkNode (encrypter: 'agents' | 'stock', listen = false): 
   })
 }
 
-const cpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
-
 /** `n` round trips; wall times and this process's CPU per round trip. */
 async function trips (once: () => Promise<void>, n: number): Promise<{ wall: number[], cpu: number }> {
   const wall: number[] = []
-  const c0 = cpuMs()
+  const c0 = ownCpuMs()
   for (let i = 0; i < n; i++) {
     const t = performance.now()
     await once()
     wall.push(performance.now() - t)
   }
-  return { wall, cpu: (cpuMs() - c0) / n }
+  return { wall, cpu: (ownCpuMs() - c0) / n }
 }
 
 export async function run (): Promise<Record<string, unknown>> {
@@ -75,14 +74,17 @@ export async function run (): Promise<Record<string, unknown>> {
           if (r > 0) { wall[name].push(...t.wall); cpu[name].push(t.cpu) }
         }
       }
+      // Exact medians: these round trips are fractions of a millisecond, where quantile()'s 0.01 is coarse.
+      const med = (xs: number[]): number => exactQuantile(xs, 0.5)
       const ms = (x: number): number => Math.round(x * 1000) / 1000
       out[`frame_${size}_bytes`] = {
-        round_trip_ms: { raw_tcp: ms(median(wall.raw)), libp2p_agents: ms(median(wall.agents)), libp2p_stock_noise: ms(median(wall.stock)) },
-        client_cpu_ms_per_round_trip: { raw_tcp: ms(median(cpu.raw)), libp2p_agents: ms(median(cpu.agents)), libp2p_stock_noise: ms(median(cpu.stock)) },
-        agents_vs_stock_round_trip: Math.round(median(wall.agents) / median(wall.stock) * 1000) / 1000,
-        libp2p_agents_vs_raw_tcp_round_trip: Math.round(median(wall.agents) / median(wall.raw) * 100) / 100
+        round_trip_ms: { raw_tcp: ms(med(wall.raw)), libp2p_agents: ms(med(wall.agents)), libp2p_stock_noise: ms(med(wall.stock)) },
+        client_cpu_ms_per_round_trip: { raw_tcp: ms(med(cpu.raw)), libp2p_agents: ms(med(cpu.agents)), libp2p_stock_noise: ms(med(cpu.stock)) },
+        agents_vs_stock_round_trip: ratio(med(wall.agents), med(wall.stock)),
+        agents_vs_stock_cpu: ratio(med(cpu.agents), med(cpu.stock)),
+        libp2p_agents_vs_raw_tcp_round_trip: ratio(med(wall.agents), med(wall.raw))
       }
-      console.error(`${size} B: round trip ${ms(median(wall.raw))} ms raw TCP, ${ms(median(wall.agents))} ms libp2p as agents run it, ${ms(median(wall.stock))} ms with stock Noise`)
+      console.error(`${size} B: round trip ${ms(med(wall.raw))} ms raw TCP, ${ms(med(wall.agents))} ms libp2p as agents run it, ${ms(med(wall.stock))} ms with stock Noise`)
     }
     sock.destroy()
     return { ...out, note: 'two processes on one 2-core machine; a round trip is one frame each way (our length-prefixed framing on one stream)' }

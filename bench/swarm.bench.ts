@@ -21,6 +21,7 @@ import { LocalPipeline } from '../src/engine/pipeline.ts'
 import { startRelay, MODELS_DIR } from '../test/helpers/relay.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../test/helpers/peer-process.ts'
 import { median } from '../src/stats.ts'
+import { ratio } from './measure.ts'
 import type { HopTiming } from '../src/swarm/client.ts'
 
 interface BenchModel {
@@ -47,7 +48,6 @@ const PROMPT = 'Once upon a time there was a mesh of agents'
 /** Every engine gets one thread: four hosts share this machine's two cores, as does the single engine's baseline. */
 const THREADS = 1
 
-const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 1000
 const ms = (x: number): number => Math.round(x * 100) / 100
 const paramsMillions = (c: LlamaConfig): number => Math.round([...tensorShapes(c).values()].reduce((n, dims) => n + dims.reduce((a, b) => a * b, 1), 0) / 1e6)
 
