@@ -1,11 +1,13 @@
 // Distributed inference on loopback: decode tokens/s through a chain of 1, 2 and 4 host
 // processes (each hosting an equal share of the blocks), side by side with one engine running
 // the whole model in-process (and with its blocks split into the same ranges, still in-process,
-// to tell the split's own cost from the network's); the ratio, the time each extra hop adds per token, and the
-// throughput of the pipeline when several generations run through it at once. Each chain is
-// driven by two clients in turn: one whose hosts push decode steps to each other (the default)
-// and one that carries every hidden state itself (--no-push). Two models: a small one, where
-// messaging dominates a token, and one where compute does, as it does for the models a mesh is for.
+// to tell the split's own cost from the network's); the ratio, the time each extra hop adds per
+// token, and the throughput of the pipeline when several generations run through it at once.
+// The three chains run at the same time, each in a mesh of its own, and take their turns round
+// by round, so ratios between them compare generations seconds apart rather than minutes. Each
+// chain is driven by two clients in turn: one whose hosts push decode steps to each other (the
+// default) and one that carries every hidden state itself (--no-push). Two models: a small one,
+// where messaging dominates a token, and one where compute does, as for the models a mesh is for.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -20,7 +22,7 @@ import { loadRuntime } from '../src/engine/ort.ts'
 import { LocalPipeline } from '../src/engine/pipeline.ts'
 import { startRelay, MODELS_DIR } from '../test/helpers/relay.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../test/helpers/peer-process.ts'
-import { median } from '../src/stats.ts'
+import { exactQuantile, median } from '../src/stats.ts'
 import { ratio } from './measure.ts'
 import type { HopTiming } from '../src/swarm/client.ts'
 
@@ -35,11 +37,13 @@ interface BenchModel {
 const BASE = llamaConfig({ dim: 512, hiddenDim: 1536, nLayers: 8, nHeads: 8, nKvHeads: 4, headDim: 64, vocabSize: 512, contextLength: 512, tiedEmbeddings: false })
 const MODELS: BenchModel[] = [
   // ~27M parameters, f32: a hop's messaging is of the order of a token's compute.
-  { label: 'small', config: BASE, decode: 48, runs: 5 },
+  { label: 'small', config: BASE, decode: 48, runs: 7 },
   // ~400M parameters, Q8_0 (what people download): a token costs ~30 ms of compute on one thread here.
-  { label: 'large', config: { ...BASE, dim: 1536, hiddenDim: 4096, nLayers: 16, nHeads: 12, nKvHeads: 4, headDim: 128 }, type: GgmlType.Q8_0, decode: 16, runs: 3 }
+  { label: 'large', config: { ...BASE, dim: 1536, hiddenDim: 4096, nLayers: 16, nHeads: 12, nKvHeads: 4, headDim: 128 }, type: GgmlType.Q8_0, decode: 16, runs: 7 }
 ]
 const CONCURRENT = 4
+/** Hosts per chain. */
+const CHAINS = [1, 2, 4]
 /** Pause before each measured generation (see `settled`). */
 const SETTLE_MS = 2000
 const PROMPT = 'Once upon a time there was a mesh of agents'
@@ -74,136 +78,162 @@ async function singleEngine (path: string, m: BenchModel, parts = 1): Promise<Si
   }
 }
 
-interface ChainFigures { base: number, split: number, tps: number, relayedTps: number, hops: number, hopTimings: HopTiming[], relayedHopTimings: HopTiming[], concurrentTps: number }
+/** One chain of hosts in a mesh of its own (its own relay), with a client that pushes and one that does not. */
+interface Chain {
+  peers: number
+  relay: Awaited<ReturnType<typeof startRelay>>
+  hosts: PeerProcess[]
+  pushing: PeerProcess
+  relaying: PeerProcess
+  /** The same blocks split into as many ranges in this process (none for one peer: that is the engine). */
+  split?: SingleEngine
+}
 
-/**
- * One chain's figures. This machine's speed drifts by tens of percent over minutes, so the single
- * engine takes its turn in every round too: each chain is also compared with the same moments.
- */
-async function mesh (path: string, relayUrl: string, peers: number, m: BenchModel, engine: SingleEngine): Promise<ChainFigures> {
-  const per = m.config.nLayers / peers
-  const hosts: PeerProcess[] = []
-  const clients: PeerProcess[] = []
-  const split = peers > 1 ? await singleEngine(path, m, peers) : undefined
+async function startChain (path: string, peers: number, m: BenchModel): Promise<Chain> {
+  const relay = await startRelay()
+  const started: PeerProcess[] = []
+  const start = async (name: string, args: string[] = []): Promise<PeerProcess> => {
+    const p = await startPeerProcess(relay.url, name, args, { startTimeoutMs: 180_000 })
+    started.push(p)
+    return p
+  }
   try {
-    for (let i = 0; i < peers; i++) {
-      hosts.push(await startPeerProcess(relayUrl, `host-${i}`, ['--model', path, '--layers', `${i * per}-${(i + 1) * per - 1}`, '--memory-mb', '4096', '--threads', String(THREADS)], { startTimeoutMs: 180_000 }))
-    }
-    const pushing = await startPeerProcess(relayUrl, 'bench-client')
-    const relaying = await startPeerProcess(relayUrl, 'bench-client-no-push', ['--no-push'])
-    clients.push(pushing, relaying)
-    for (const c of clients) {
+    const per = m.config.nLayers / peers
+    const hosts: PeerProcess[] = []
+    for (let i = 0; i < peers; i++) hosts.push(await start(`host-${i}`, ['--model', path, '--layers', `${i * per}-${(i + 1) * per - 1}`, '--memory-mb', '4096', '--threads', String(THREADS)]))
+    const pushing = await start('bench-client')
+    const relaying = await start('bench-client-no-push', ['--no-push'])
+    for (const c of [pushing, relaying]) {
       await waitFor('full coverage', async () => {
         const v = await c.get('/v1/swarm')
         return v.models.some((m: any) => m.missing.length === 0 && m.servers.length === peers)
       }, 60_000, 300)
     }
-    const generate = async (c: PeerProcess): Promise<any> => {
-      // A random model says end-of-sequence early (after ~24 tokens here): every run decodes the full length.
-      const res = await c.post('/v1/completions', { model: 'bench.gguf', prompt: PROMPT, max_tokens: m.decode, temperature: 0, ignore_eos: true })
-      if (res.status !== 201) throw new Error(`generation failed: ${JSON.stringify(res.body)}`)
-      if (res.body.clawnet.tokens.length !== m.decode) throw new Error(`decoded ${res.body.clawnet.tokens.length} tokens, not ${m.decode}`)
-      return res.body.clawnet
-    }
-    // The engine and the two clients take turns, so all three see the same moments of this noisy machine.
-    const speeds: Record<'base' | 'split' | 'push' | 'relayed', number[]> = { base: [], split: [], push: [], relayed: [] }
-    let last: Record<'push' | 'relayed', any> = { push: undefined, relayed: undefined }
-    // Each measurement starts after the previous generation's payments (blocks signed, delivered,
-    // then fetched and verified by every agent) are done: on this one small machine they would
-    // otherwise land on whatever runs next, where a real mesh spreads them over its agents.
-    const settled = async <T>(fn: () => Promise<T>): Promise<T> => {
-      await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
-      return await fn()
-    }
-    for (let r = 0; r <= m.runs; r++) {
-      const base = await settled(engine.run)
-      const inProcessSplit = split != null ? await settled(split.run) : base
-      last = { push: await settled(async () => await generate(pushing)), relayed: await settled(async () => await generate(relaying)) }
-      if (peers > 1 && last.push.pushed_steps === 0) throw new Error('the pushing client\'s hosts pushed nothing')
-      if (r > 0) {
-        speeds.base.push(base)
-        speeds.split.push(inProcessSplit)
-        speeds.push.push(last.push.timings.decode_tokens_per_s)
-        speeds.relayed.push(last.relayed.timings.decode_tokens_per_s)
-      }
-    }
-    // Pipeline throughput: several generations at once keep every host busy, as Petals' servers
-    // are with many clients; tokens generated by all of them per second of wall time.
-    const aggregate: number[] = []
-    for (let r = 0; r < m.runs; r++) {
-      const t0 = performance.now()
-      const all = await Promise.all(Array.from({ length: CONCURRENT }, async () => await generate(pushing)))
-      aggregate.push(all.reduce((n, x) => n + x.tokens.length, 0) / ((performance.now() - t0) / 1000))
-    }
-    return {
-      base: median(speeds.base),
-      split: median(speeds.split),
-      tps: median(speeds.push),
-      relayedTps: median(speeds.relayed),
-      hops: last.push.routes.at(-1).hops.length,
-      hopTimings: last.push.timings.hops,
-      relayedHopTimings: last.relayed.timings.hops,
-      concurrentTps: median(aggregate)
-    }
-  } finally {
-    await split?.close()
-    for (const c of clients) await c.stop()
-    for (const h of hosts) await h.stop()
+    return { peers, relay, hosts, pushing, relaying, split: peers > 1 ? await singleEngine(path, m, peers) : undefined }
+  } catch (err) {
+    for (const p of started) await p.stop()
+    await relay.stop()
+    throw err
   }
 }
 
-async function benchModel (m: BenchModel, dir: string, relayUrl: string): Promise<Record<string, unknown>> {
+async function stopChain (c: Chain): Promise<void> {
+  await c.split?.close()
+  for (const p of [c.pushing, c.relaying, ...c.hosts]) await p.stop()
+  await c.relay.stop()
+}
+
+async function generate (c: PeerProcess, m: BenchModel): Promise<any> {
+  // A random model says end-of-sequence early (after ~24 tokens here): every run decodes the full length.
+  const res = await c.post('/v1/completions', { model: 'bench.gguf', prompt: PROMPT, max_tokens: m.decode, temperature: 0, ignore_eos: true })
+  if (res.status !== 201) throw new Error(`generation failed: ${JSON.stringify(res.body)}`)
+  if (res.body.clawnet.tokens.length !== m.decode) throw new Error(`decoded ${res.body.clawnet.tokens.length} tokens, not ${m.decode}`)
+  return res.body.clawnet
+}
+
+/**
+ * Each measurement starts after the previous generation's payments (blocks signed, delivered,
+ * then fetched and verified by every agent) are done: on this one small machine they would
+ * otherwise land on whatever runs next, where a real mesh spreads them over its agents.
+ */
+async function settled<T> (fn: () => Promise<T>): Promise<T> {
+  await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
+  return await fn()
+}
+
+/** Decode tokens/s of each round (round 0, the warm-up, left out). */
+interface Rounds { base: number[], split: number[], push: number[], relayed: number[], concurrent: number[], last: { push: any, relayed: any } }
+
+/**
+ * This machine's speed drifts by tens of percent over minutes, so every chain and the single
+ * engine take their turn in every round: each figure is compared with the same moments.
+ */
+async function measure (chains: Chain[], engine: SingleEngine, m: BenchModel): Promise<Rounds[]> {
+  const rounds: Rounds[] = chains.map(() => ({ base: [], split: [], push: [], relayed: [], concurrent: [], last: {} as Rounds['last'] }))
+  for (let r = 0; r <= m.runs; r++) {
+    const base = await settled(engine.run)
+    for (const [i, c] of chains.entries()) {
+      const split = c.split != null ? await settled(c.split.run) : base
+      const last = { push: await settled(async () => await generate(c.pushing, m)), relayed: await settled(async () => await generate(c.relaying, m)) }
+      if (c.peers > 1 && last.push.pushed_steps === 0) throw new Error('the pushing client\'s hosts pushed nothing')
+      rounds[i].last = last
+      if (r === 0) continue
+      rounds[i].base.push(base)
+      rounds[i].split.push(split)
+      rounds[i].push.push(last.push.timings.decode_tokens_per_s)
+      rounds[i].relayed.push(last.relayed.timings.decode_tokens_per_s)
+    }
+  }
+  // Pipeline throughput: several generations at once keep every host busy, as Petals' servers
+  // are with many clients; tokens generated by all of them per second of wall time.
+  for (let r = 0; r < m.runs; r++) {
+    for (const [i, c] of chains.entries()) {
+      const t0 = await settled(async () => performance.now())
+      const all = await Promise.all(Array.from({ length: CONCURRENT }, async () => await generate(c.pushing, m)))
+      rounds[i].concurrent.push(all.reduce((n, x) => n + x.tokens.length, 0) / ((performance.now() - t0) / 1000))
+    }
+  }
+  return rounds
+}
+
+/** The median over rounds of a / b, each pair taken in the same round. */
+const roundRatio = (a: number[], b: number[]): number => ratio(exactQuantile(a.map((x, i) => x / b[i]), 0.5), 1)
+
+async function benchModel (m: BenchModel, dir: string): Promise<Record<string, unknown>> {
   const path = join(dir, 'bench.gguf')
   const tok = await openFileSource(join(MODELS_DIR, 'stories260K/tok512.bin'))
   const vocab = await readLlama2cTokenizer(tok, 512).finally(async () => { await tok.close?.() })
   await writeFile(path, await randomLlamaGguf(m.config, vocab, { seed: 7, name: 'bench', type: m.type }))
   const engine = await singleEngine(path, m)
+  const chains: Chain[] = []
   try {
-    const chains: Record<string, Record<string, unknown>> = {}
-    for (const peers of [1, 2, 4]) {
-      const { base, split, tps, relayedTps, hops, hopTimings, relayedHopTimings, concurrentTps } = await mesh(path, relayUrl, peers, m, engine)
-      const perToken = (x: number): number => ms(1000 / x - 1000 / base)
-      chains[`${peers}_peer${peers > 1 ? 's' : ''}`] = {
+    for (const peers of CHAINS) chains.push(await startChain(path, peers, m))
+    const rounds = await measure(chains, engine, m)
+    const figures: Record<string, Record<string, unknown>> = {}
+    for (const [i, c] of chains.entries()) {
+      const x = rounds[i]
+      const [base, split, tps, relayedTps, concurrentTps] = [median(x.base), median(x.split), median(x.push), median(x.relayed), median(x.concurrent)]
+      const hops = x.last.push.routes.at(-1).hops.length
+      const hopTimings: HopTiming[] = x.last.push.timings.hops
+      const perToken = (t: number): number => ms(1000 / t - 1000 / base)
+      figures[`${c.peers}_peer${c.peers > 1 ? 's' : ''}`] = {
         // The in-process engine over the same rounds.
         single_engine_decode_tokens_per_s: base,
         decode_tokens_per_s: tps,
         hops,
-        ratio_to_single_engine: ratio(tps, base),
+        ratio_to_single_engine: roundRatio(x.push, x.base),
         // The same blocks split into as many ranges in this process, with no network: what the
         // split costs by itself, and what the mesh costs beyond it.
         in_process_split_decode_tokens_per_s: split,
-        in_process_split_vs_single_engine: ratio(split, base),
-        ratio_to_in_process_split: ratio(tps, split),
+        in_process_split_vs_single_engine: roundRatio(x.split, x.base),
+        ratio_to_in_process_split: roundRatio(x.push, x.split),
         added_ms_per_token: perToken(tps),
         added_ms_per_hop: ms(perToken(tps) / hops),
         // The same chain with the client carrying every hidden state (no host-to-host pushes).
         client_relayed_decode_tokens_per_s: relayedTps,
-        push_vs_client_relayed: ratio(tps, relayedTps),
+        push_vs_client_relayed: roundRatio(x.push, x.relayed),
         [`tokens_per_s_with_${CONCURRENT}_concurrent_generations`]: concurrentTps,
         // Last run, per hop: the client's wait per decode step against the host's compute; and
         // what a token costs beyond the hops' medians (the client's own work, and tails).
         hop_timings: hopTimings,
         ms_per_token_outside_hop_medians: ms(1000 / tps - hopTimings.reduce((n, h) => n + h.wall_ms, 0)),
-        client_relayed_hop_timings: relayedHopTimings
+        client_relayed_hop_timings: x.last.relayed.timings.hops
       }
-      console.error(`${m.label} model, ${peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base}, split in-process ${split}); ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations`)
+      console.error(`${m.label} model, ${c.peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base}, split in-process ${split}); ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations`)
     }
-    const four = chains['4_peers'] as Record<string, number>
-    const one = chains['1_peer'] as Record<string, number>
-    const concurrentKey = `tokens_per_s_with_${CONCURRENT}_concurrent_generations`
+    const [one, four] = [rounds[CHAINS.indexOf(1)], rounds[CHAINS.indexOf(4)]]
     return {
       model: { params_millions: paramsMillions(m.config), weights: GgmlType[m.type ?? GgmlType.F32], ...m.config },
       decode_tokens: m.decode,
       runs: m.runs,
-      chains,
-      four_peer_vs_one_peer: ratio(four.decode_tokens_per_s, one.decode_tokens_per_s),
-      // The same, each chain first measured against the engine in its own rounds: the machine's
-      // drift between the two chains' minutes divides out.
-      four_peer_vs_one_peer_against_their_single_engine: ratio(four.ratio_to_single_engine, one.ratio_to_single_engine),
-      four_peer_vs_one_peer_client_relayed: ratio(four.client_relayed_decode_tokens_per_s, one.client_relayed_decode_tokens_per_s),
-      [`four_peer_vs_one_peer_with_${CONCURRENT}_concurrent`]: ratio(four[concurrentKey], one[concurrentKey])
+      chains: figures,
+      // Round by round: the 4-host and the 1-host chain take their turns within seconds of each other.
+      four_peer_vs_one_peer: roundRatio(four.push, one.push),
+      four_peer_vs_one_peer_client_relayed: roundRatio(four.relayed, one.relayed),
+      [`four_peer_vs_one_peer_with_${CONCURRENT}_concurrent`]: roundRatio(four.concurrent, one.concurrent)
     }
   } finally {
+    for (const c of chains) await stopChain(c)
     await engine.close()
     await rm(path, { force: true })
   }
@@ -212,13 +242,11 @@ async function benchModel (m: BenchModel, dir: string, relayUrl: string): Promis
 export async function run (): Promise<Record<string, unknown>> {
   const only = process.env.BENCH_SWARM_MODELS?.split(',')
   const dir = await mkdtemp(join(tmpdir(), 'clawnet-bench-swarm-'))
-  const relay = await startRelay()
   try {
     const figures: Record<string, unknown> = {}
-    for (const m of MODELS.filter(m => only == null || only.includes(m.label))) figures[`${m.label}_model`] = await benchModel(m, dir, relay.url)
-    return { ...figures, engine_threads: THREADS, note: 'Node peers on loopback (TCP links), one machine with 2 cores: hosts, clients and relay share them.' }
+    for (const m of MODELS.filter(m => only == null || only.includes(m.label))) figures[`${m.label}_model`] = await benchModel(m, dir)
+    return { ...figures, engine_threads: THREADS, note: 'Node peers on loopback (TCP links), one machine with 2 cores: the three chains (each in a mesh of its own, with its own relay), their clients and the relays share them, and take their turns round by round.' }
   } finally {
-    await relay.stop()
     await rm(dir, { recursive: true, force: true })
   }
 }
