@@ -9,7 +9,7 @@
 // default) and one that carries every hidden state itself (--no-push). Two models: a small one,
 // where messaging dominates a token, and one where compute does, as for the models a mesh is for.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { LlamaConfig } from '../src/model/config.ts'
 import { GgmlType } from '../src/model/ggml-types.ts'
@@ -245,7 +245,8 @@ export async function run (): Promise<Record<string, unknown>> {
   try {
     const figures: Record<string, unknown> = {}
     for (const m of MODELS.filter(m => only == null || only.includes(m.label))) figures[`${m.label}_model`] = await benchModel(m, dir)
-    return { ...figures, engine_threads: THREADS, note: 'Node peers on loopback (TCP links), one machine with 2 cores: the three chains (each in a mesh of its own, with its own relay), their clients and the relays share them, and take their turns round by round.' }
+    const cores = cpus()
+    return { ...figures, engine_threads: THREADS, machine: { cores: cores.length, cpu: cores[0]?.model }, note: `Node peers on loopback (TCP links), one machine with ${cores.length} cores: the three chains (each in a mesh of its own, with its own relay), their clients and the relays share them, and take their turns round by round.` }
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
