@@ -176,6 +176,8 @@ async function measure (chains: Chain[], engine: SingleEngine, m: BenchModel): P
   return rounds
 }
 
+const hostsComputeMs = (hops: HopTiming[]): number => ms(hops.reduce((n, h) => n + h.compute_ms, 0))
+
 /** The median over rounds of a / b, each pair taken in the same round. */
 const roundRatio = (a: number[], b: number[]): number => ratio(exactQuantile(a.map((x, i) => x / b[i]), 0.5), 1)
 
@@ -217,6 +219,9 @@ async function benchModel (m: BenchModel, dir: string): Promise<Record<string, u
         // what a token costs beyond the hops' medians (the client's own work, and tails).
         hop_timings: hopTimings,
         ms_per_token_outside_hop_medians: ms(1000 / tps - hopTimings.reduce((n, h) => n + h.wall_ms, 0)),
+        // The hosts' compute per token, summed along the chain: a host that waited idle while the
+        // others computed runs its blocks slower than one engine running them all back to back.
+        hosts_compute_ms_per_token: hostsComputeMs(hopTimings),
         client_relayed_hop_timings: x.last.relayed.timings.hops
       }
       console.error(`${m.label} model, ${c.peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base}, split in-process ${split}); ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations`)
@@ -229,6 +234,8 @@ async function benchModel (m: BenchModel, dir: string): Promise<Record<string, u
       chains: figures,
       // Round by round: the 4-host and the 1-host chain take their turns within seconds of each other.
       four_peer_vs_one_peer: roundRatio(four.push, one.push),
+      // What the ratio would be if the extra hops' messages cost nothing (last runs' medians).
+      four_peer_vs_one_peer_compute_only: ratio(hostsComputeMs(one.last.push.timings.hops), hostsComputeMs(four.last.push.timings.hops)),
       four_peer_vs_one_peer_client_relayed: roundRatio(four.relayed, one.relayed),
       [`four_peer_vs_one_peer_with_${CONCURRENT}_concurrent`]: roundRatio(four.concurrent, one.concurrent)
     }
