@@ -141,15 +141,20 @@ async function settled<T> (fn: () => Promise<T>): Promise<T> {
   return await fn()
 }
 
-/** Decode tokens/s of each round (round 0, the warm-up, left out). */
-interface Rounds { base: number[], split: number[], push: number[], relayed: number[], concurrent: number[], last: { push: any, relayed: any } }
+/**
+ * Decode tokens/s of each round (round 0, the warm-up, left out), and the pushing client's
+ * hosts' compute per token, summed along the chain.
+ */
+interface Rounds { base: number[], split: number[], push: number[], relayed: number[], concurrent: number[], compute: number[], last: { push: any, relayed: any } }
+
+const hostsComputeMs = (hops: HopTiming[]): number => ms(hops.reduce((n, h) => n + h.compute_ms, 0))
 
 /**
  * This machine's speed drifts by tens of percent over minutes, so every chain and the single
  * engine take their turn in every round: each figure is compared with the same moments.
  */
 async function measure (chains: Chain[], engine: SingleEngine, m: BenchModel): Promise<Rounds[]> {
-  const rounds: Rounds[] = chains.map(() => ({ base: [], split: [], push: [], relayed: [], concurrent: [], last: {} as Rounds['last'] }))
+  const rounds: Rounds[] = chains.map(() => ({ base: [], split: [], push: [], relayed: [], concurrent: [], compute: [], last: {} as Rounds['last'] }))
   for (let r = 0; r <= m.runs; r++) {
     const base = await settled(engine.run)
     for (const [i, c] of chains.entries()) {
@@ -162,6 +167,7 @@ async function measure (chains: Chain[], engine: SingleEngine, m: BenchModel): P
       rounds[i].split.push(split)
       rounds[i].push.push(last.push.timings.decode_tokens_per_s)
       rounds[i].relayed.push(last.relayed.timings.decode_tokens_per_s)
+      rounds[i].compute.push(hostsComputeMs(last.push.timings.hops))
     }
   }
   // Pipeline throughput: several generations at once keep every host busy, as Petals' servers
@@ -175,8 +181,6 @@ async function measure (chains: Chain[], engine: SingleEngine, m: BenchModel): P
   }
   return rounds
 }
-
-const hostsComputeMs = (hops: HopTiming[]): number => ms(hops.reduce((n, h) => n + h.compute_ms, 0))
 
 /** The median over rounds of a / b, each pair taken in the same round. */
 const roundRatio = (a: number[], b: number[]): number => ratio(exactQuantile(a.map((x, i) => x / b[i]), 0.5), 1)
@@ -221,7 +225,7 @@ async function benchModel (m: BenchModel, dir: string): Promise<Record<string, u
         ms_per_token_outside_hop_medians: ms(1000 / tps - hopTimings.reduce((n, h) => n + h.wall_ms, 0)),
         // The hosts' compute per token, summed along the chain: a host that waited idle while the
         // others computed runs its blocks slower than one engine running them all back to back.
-        hosts_compute_ms_per_token: hostsComputeMs(hopTimings),
+        hosts_compute_ms_per_token: median(x.compute),
         client_relayed_hop_timings: x.last.relayed.timings.hops
       }
       console.error(`${m.label} model, ${c.peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base}, split in-process ${split}); ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations`)
@@ -234,8 +238,8 @@ async function benchModel (m: BenchModel, dir: string): Promise<Record<string, u
       chains: figures,
       // Round by round: the 4-host and the 1-host chain take their turns within seconds of each other.
       four_peer_vs_one_peer: roundRatio(four.push, one.push),
-      // What the ratio would be if the extra hops' messages cost nothing (last runs' medians).
-      four_peer_vs_one_peer_compute_only: ratio(hostsComputeMs(one.last.push.timings.hops), hostsComputeMs(four.last.push.timings.hops)),
+      // What the ratio would be if the extra hops' messages cost nothing.
+      four_peer_vs_one_peer_compute_only: roundRatio(one.compute, four.compute),
       four_peer_vs_one_peer_client_relayed: roundRatio(four.relayed, one.relayed),
       [`four_peer_vs_one_peer_with_${CONCURRENT}_concurrent`]: roundRatio(four.concurrent, one.concurrent)
     }
