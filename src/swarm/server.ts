@@ -50,9 +50,13 @@ interface Session {
   inbound: Set<Stream>
   /** Steps and replies one at a time, whichever stream brought them. */
   queue: Promise<unknown>
+  /** The forward pass running on this session's cache, if any (settles, never rejects). */
+  forwarding: Promise<unknown>
   reply: (r: SessionReply, tensor?: Uint8Array) => Promise<void>
   /** Ends the session from outside its own stream's loop (a pushed step it must refuse). */
   end: () => void
+  /** Resets the client's stream, for a session that is already gone. */
+  abort: () => void
   /** Pushed steps waiting for the client's receipt of the step before. */
   receiptWaiters: Array<() => void>
 }
@@ -118,6 +122,9 @@ export class ShardServer {
     for (const s of this.sessions.values()) {
       if (now - s.lastActive > (this.opts.idleMs ?? 60_000)) {
         this.drop(s)
+        // Its stream may be stuck on a reply the client never reads, or alive on frames that are
+        // not steps: left open, it would serve on without a session. Nothing on it is worth flushing.
+        s.abort()
         n++
       }
     }
@@ -126,12 +133,15 @@ export class ShardServer {
 
   private drop (s: Session): void {
     if (!this.sessions.has(s.id)) return
-    s.cache.dispose()
     this.sessions.delete(s.id)
     this.byPush.delete(s.pushId)
     s.next?.stream.abort(new Error('session closed'))
     for (const stream of s.inbound) stream.abort(new Error('session closed'))
     for (const wake of s.receiptWaiters.splice(0)) wake()
+    // A pushed step may be computing on this cache when the client goes away. Only that forward
+    // is waited for (steps not yet started find the session gone): a step stuck replying to a
+    // client that stopped reading must not keep the memory after its reservation is released.
+    void s.forwarding.then(() => { s.cache.dispose() })
   }
 
   private async run<T> (fn: () => Promise<T>): Promise<T> {
@@ -158,16 +168,19 @@ export class ShardServer {
       const s: Session = {
         id: this.nextId++, client, cache: this.hosted.range.newCache(), maxLength: o.maxLength, lastActive: Date.now(), tokens: 0, dtype: o.dtype,
         pushId: randomId(), meter: paySession != null ? this.opts.payments!.meter(client, paySession) : undefined,
-        inbound: new Set(), queue: Promise.resolve(), receiptWaiters: [],
+        inbound: new Set(), queue: Promise.resolve(), forwarding: Promise.resolve(), receiptWaiters: [],
         reply: async (r, tensor) => { await (tensor != null ? frames.writeWithBytes(r, tensor) : frames.write(r)) },
-        end: () => { void closeStream(stream, 'session ended') }
+        end: () => { this.drop(s); void closeStream(stream, 'session ended') },
+        abort: () => { stream.abort(new Error('session closed')) }
       }
       session = s
       this.sessions.set(s.id, s)
       this.byPush.set(s.pushId, s)
       await frames.write({ ok: true, session: paySession, push: s.pushId } satisfies SessionReply)
       for (;;) {
-        const req = await withDeadline(this.opts.idleMs ?? 60_000, async signal => await frames.readJson(signal)) as SessionRequest
+        const req = await this.nextRequest(s, frames)
+        // Ended from outside (a refused push, the reaper): nothing more is served on this stream.
+        if (!this.sessions.has(s.id)) return
         if (req?.type === 'close') return
         if (req?.type === 'receipt' && s.meter != null) {
           if (!(await this.acceptReceipt(s, req.receipt))) return
@@ -186,12 +199,39 @@ export class ShardServer {
       }
     } catch (err: any) {
       if (!(err instanceof SessionFailure) && stream.status === 'open') {
-        await frames.write({ ok: false, error: 'internal', detail: String(err?.message ?? err) } satisfies SessionReply).catch(() => {})
+        const reply: SessionReply = malformed(err)
+          ? { ok: false, error: 'bad-request', detail: `unreadable frame: ${String(err?.message ?? err)}` }
+          : { ok: false, error: 'internal', detail: String(err?.message ?? err) }
+        await frames.write(reply).catch(() => {})
       }
     } finally {
       session?.meter?.close()
       if (session != null) this.drop(session)
       await closeStream(stream, 'session closed')
+    }
+  }
+
+  /**
+   * The client's next frame. A hop past the first of a pushing chain hears from its client only
+   * at receipts and the close, so the session is idle when no step, whoever sent it, came for
+   * `idleMs`, not when the client was quiet. The read is never abandoned halfway through a frame.
+   */
+  private async nextRequest (s: Session, frames: Frames): Promise<SessionRequest> {
+    const idleMs = this.opts.idleMs ?? 60_000
+    const read = frames.readJson()
+    for (;;) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const idle = new Promise<typeof IDLE>(resolve => { timer = setTimeout(() => { resolve(IDLE) }, Math.max(0, s.lastActive + idleMs - Date.now())) })
+      try {
+        const got = await Promise.race([read, idle])
+        if (got !== IDLE) return got
+      } finally {
+        clearTimeout(timer)
+      }
+      if (Date.now() - s.lastActive >= idleMs) {
+        read.catch(() => {})
+        throw new Error(`no step for ${idleMs} ms: session closed`)
+      }
     }
   }
 
@@ -225,8 +265,9 @@ export class ShardServer {
           return
         }
       }
-    } catch {
+    } catch (err) {
       // The pushing host went away or its session ended; the client hears of it on its own stream.
+      if (malformed(err)) this.pushesDropped++
     } finally {
       s?.inbound.delete(stream)
       await closeStream(stream, 'push closed')
@@ -272,6 +313,12 @@ export class ShardServer {
         await frames.write({ push: req.push })
         return { peer, stream, frames }
       })
+      // The session ended while we dialled: nothing would ever close this stream.
+      if (!this.sessions.has(s.id)) {
+        s.next.stream.abort(new Error('session closed'))
+        s.next = undefined
+        return
+      }
       await s.reply({ ok: true })
     } catch (err: any) {
       await s.reply({ ok: false, error: 'unreachable', detail: `cannot push to ${req.peer}: ${err?.message ?? err}` })
@@ -313,20 +360,37 @@ export class ShardServer {
       return false
     }
     const dtype = req.dtype ?? s.dtype
-    if (!WIRE_DTYPES.includes(dtype)) {
-      await s.reply({ ok: false, error: 'bad-request', detail: `dtype must be one of ${WIRE_DTYPES.join(', ')}` })
-      return false
-    }
     const dim = this.hosted.config.dim
     let hidden: Float32Array
     try {
+      if (!WIRE_DTYPES.includes(dtype)) throw new Error(`dtype must be one of ${WIRE_DTYPES.join(', ')}`)
       hidden = decodeTensor(bytes, dtype, req.tokens, dim)
     } catch (err: any) {
+      // Bad bytes from the previous hop are not the client's: its session goes on without them.
+      if (source === 'push') {
+        this.pushesDropped++
+        return true
+      }
       await s.reply({ ok: false, error: 'bad-request', detail: err.message })
       return false
     }
     const t0 = performance.now()
-    const out = await this.run(async () => await this.hosted.range.forward(hidden, req.tokens, s.cache))
+    let out: Float32Array | undefined
+    try {
+      // The session may have ended while this step waited for its turn; its cache is then not ours to touch.
+      out = await this.run(async () => {
+        if (!this.sessions.has(s.id)) return undefined
+        const forward = this.hosted.range.forward(hidden, req.tokens, s.cache)
+        s.forwarding = forward.catch(() => {})
+        return await forward
+      })
+    } catch (err: any) {
+      // The cache may hold part of this step, so the session cannot go on; its client (waiting
+      // for a pushed step's output, perhaps) must hear why rather than wait out a deadline.
+      await s.reply({ ok: false, error: 'internal', detail: `the forward pass failed: ${String(err?.message ?? err)}` })
+      return false
+    }
+    if (out == null) return false
     const computeMs = performance.now() - t0
     if (req.tokens === 1) this.msPerTokenLayer = 0.8 * this.msPerTokenLayer + 0.2 * (computeMs / this.blocks)
     s.lastActive = Date.now()
@@ -384,6 +448,13 @@ const RECEIPT_WAIT_MS = 5000
 
 function validStep (r: any): boolean {
   return Number.isSafeInteger(r?.tokens) && r.tokens >= 1 && Number.isSafeInteger(r.position) && r.position >= 0 && (r.dtype === undefined || typeof r.dtype === 'string')
+}
+
+const IDLE = Symbol('idle')
+
+/** An error of the peer's bytes (not JSON, or a frame over the size limit), not of this host. */
+function malformed (err: any): boolean {
+  return err instanceof SyntaxError || err?.name === 'InvalidDataLengthError' || err?.name === 'InvalidMessageLengthError' || err?.name === 'InvalidDataLengthLengthError'
 }
 
 function randomId (): string {

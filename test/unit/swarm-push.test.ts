@@ -29,9 +29,9 @@ function connTo (serve: (stream: any) => void): Connection {
  * Two hosts of a chain: A adds 1 to every value, B doubles it (so the order shows). A pushes to
  * B over an in-memory push stream; the client has a session with each.
  */
-async function chain (opts: { bPayments?: HostPayments, payments?: ClientPayments } = {}) {
-  const b = new ShardServer(fakeRange(DIM, 2, x => 2 * x, 2), { cacheBudgetBytes: 1 << 20, payments: opts.bPayments }, 1)
-  const a = new ShardServer(fakeRange(DIM, 2, x => x + 1), { cacheBudgetBytes: 1 << 20, link: async (_peer, use) => await use(connTo(s => { void b.handlePush(s) })) }, 1)
+async function chain (opts: { bPayments?: HostPayments, payments?: ClientPayments, idleMs?: number } = {}) {
+  const b = new ShardServer(fakeRange(DIM, 2, x => 2 * x, 2), { cacheBudgetBytes: 1 << 20, payments: opts.bPayments, idleMs: opts.idleMs }, 1)
+  const a = new ShardServer(fakeRange(DIM, 2, x => x + 1), { cacheBudgetBytes: 1 << 20, idleMs: opts.idleMs, link: async (_peer, use) => await use(connTo(s => { void b.handlePush(s) })) }, 1)
   const open = async (server: ShardServer, peer: string, start: number): Promise<HopSession> =>
     await HopSession.open(connTo(s => { void server.handle(s, { remotePeer: CLIENT }) }), { peer, start, end: start + 1 } as any, FAKE_MODEL, 64, { dtype: 'f32', dim: DIM, timeoutMs: 3000, payments: opts.payments })
   const hopA = await open(a, 'host-a', 0)
@@ -70,6 +70,26 @@ describe('hosts pushing decode steps along the chain', () => {
     await expect.poll(() => b.stats().pushesDropped).toBe(2)
     // And the session goes on.
     expect(Array.from(await hopB.step(new Float32Array(DIM).fill(3), 1))).toEqual(Array(DIM).fill(6))
+  })
+
+  it('a session fed only by pushes is not idle, though its client sends it nothing; one fed by nobody is', async () => {
+    const idleMs = 300
+    const { b, hopA, hopB } = await chain({ idleMs })
+    expect(await hopA.link(hopB)).toBe(true)
+    // Decode for three idle periods: B hears from its client only through A's pushes.
+    const until = Date.now() + 3 * idleMs
+    let t = 0
+    for (; Date.now() < until; t++) {
+      await hopA.step(new Float32Array(DIM).fill(t), 1, 'f32', true)
+      expect(Array.from(await hopB.receive(1))).toEqual(Array(DIM).fill(2 * (t + 1)))
+      await new Promise(resolve => setTimeout(resolve, idleMs / 5))
+    }
+    expect(b.stats().sessions).toBe(1)
+    // Nothing at all for longer than idleMs: both sessions end and free their caches.
+    await new Promise(resolve => setTimeout(resolve, 2 * idleMs))
+    expect(b.stats().sessions).toBe(0)
+    await expect(hopB.step(new Float32Array(DIM), 1)).rejects.toThrow()
+    expect(t).toBeGreaterThan(5)
   })
 
   it('a host that cannot reach the next one says so, and the client carries the state itself', async () => {
