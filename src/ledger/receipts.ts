@@ -58,7 +58,7 @@ export class WorkMeter {
 
   constructor(readonly client: string, readonly server: string, readonly session: string, private readonly policy: Policy) {}
 
-  /** Takes a newer receipt; false for a forged, foreign or non-increasing one. */
+  /** Takes a receipt; false for a forged, foreign or decreasing one (the same units again owe nothing more). */
   async accept(r: WorkReceipt): Promise<boolean> {
     if (r.client !== this.client || r.server !== this.server || r.session !== this.session) return false
     if (receiptUnits(r) < this.signed || !(await verifyReceipt(r))) return false

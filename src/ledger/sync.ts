@@ -80,7 +80,13 @@ export function decodeSyncMessage(bytes: Uint8Array, limit = MAX_STREAM_BYTES): 
 }
 
 const isSeq = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0
-const isHead = (h: any): h is Head => h != null && typeof h.account === 'string' && h.account.length <= 128 && isSeq(h.seq) && typeof h.hash === 'string' && /^[0-9a-f]{64}$/.test(h.hash)
+const isAccount = (a: unknown): a is string => typeof a === 'string' && a.length > 0 && a.length <= 128
+/** A block's time as ISO 8601, or undefined for one that is no time at all (instead of a RangeError). */
+const isoTime = (ts: unknown): string | undefined => {
+  const d = new Date(typeof ts === 'number' ? ts : NaN)
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString()
+}
+const isHead = (h: any): h is Head => h != null && isAccount(h.account) && isSeq(h.seq) && typeof h.hash === 'string' && /^[0-9a-f]{64}$/.test(h.hash)
 
 function checkMessage(x: any): SyncMessage {
   const bad = (why: string): never => { throw new LedgerError('malformed', why) }
@@ -89,7 +95,7 @@ function checkMessage(x: any): SyncMessage {
       if (!Array.isArray(x.heads) || x.heads.length > MAX_HEADS || !x.heads.every(isHead)) bad('heads')
       return { type: x.type, heads: x.heads.map(({ account, seq, hash }: Head) => ({ account, seq, hash })) }
     case 'ledger.request':
-      if (typeof x.account !== 'string' || !isSeq(x.from) || !isSeq(x.to) || x.to < x.from || x.to - x.from >= MAX_RANGE) bad('request range')
+      if (!isAccount(x.account) || !isSeq(x.from) || !isSeq(x.to) || x.to < x.from || x.to - x.from >= MAX_RANGE) bad('request range')
       return { type: x.type, account: x.account, from: x.from, to: x.to }
     case 'ledger.blocks':
       if (!Array.isArray(x.blocks) || x.blocks.length > MAX_RANGE) bad('blocks')
@@ -98,7 +104,7 @@ function checkMessage(x: any): SyncMessage {
       if (x.proof == null || typeof x.proof !== 'object') bad('proof')
       return { type: x.type, proof: x.proof }
     case 'credit.transfer':
-      if (x.block?.type !== 'send' || x.amount !== x.block.amount || x.reason !== x.block.memo || x.timestamp !== new Date(x.block.ts).toISOString()) bad('credit.transfer disagrees with its block')
+      if (x.block?.type !== 'send' || x.amount !== x.block.amount || x.reason !== x.block.memo || isoTime(x.block.ts) == null || x.timestamp !== isoTime(x.block.ts)) bad('credit.transfer disagrees with its block')
       return { type: x.type, amount: x.amount, reason: x.reason, timestamp: x.timestamp, block: x.block }
     default:
       return bad(`type ${String(x?.type)}`)

@@ -43,7 +43,7 @@ export interface ClientPayments {
 
 /** The host's view of one session: what the client signed for and what it paid. */
 export interface HostMeter {
-  /** Takes a newer receipt; false for a forged, foreign or non-increasing one. */
+  /** Takes a receipt; false for a forged, foreign or decreasing one (the same units again owe nothing more). */
   accept: (receipt: WorkReceipt) => Promise<boolean>
   /** Tokens × layers the latest accepted receipt covers. */
   readonly signedUnits: number

@@ -23,6 +23,10 @@ export async function serveWeights (stream: Stream, holds: (model: string) => He
   try {
     for (;;) {
       const req = await frames.readJson(AbortSignal.timeout(30_000)) as WeightsRequest
+      if (req == null || typeof req !== 'object') {
+        await frames.write({ ok: false, error: 'expected a JSON object: {"model","offset","length"}, {"model","type":"manifest"} or {"type":"close"}' } satisfies WeightsReply)
+        return
+      }
       if ('type' in req && req.type === 'close') return
       const held = typeof req?.model === 'string' ? holds(req.model) : undefined
       if (held == null) {

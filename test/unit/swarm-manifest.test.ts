@@ -22,6 +22,7 @@ import { llamaConfig } from '../helpers/llama-config.ts'
 import { streamPair } from '@libp2p/utils'
 import type { Connection } from '@libp2p/interface'
 import { openPeerSource, serveWeights, type HeldModel } from '../../src/swarm/weights.ts'
+import { sessionFrames } from '../../src/swarm/session-wire.ts'
 
 const CONFIG = llamaConfig({ dim: 128, hiddenDim: 384, nLayers: 8, nHeads: 4, nKvHeads: 2, headDim: 32, vocabSize: 512, contextLength: 128, tiedEmbeddings: false })
 
@@ -141,6 +142,15 @@ describe('model manifests published beside the model', () => {
     const otherManifest = await computeManifest(await openModelSource(memorySource(other)))
     await expect(openForSwarm(await fromPeer({ source: memorySource(other), manifest: otherManifest }, manifest.id), { trustedManifest: manifest.id, cache: memoryStore() }))
       .rejects.toThrow(/different version/)
+  })
+
+  it('answers a weights request that is not an object with an error, then closes the stream', async () => {
+    const [outbound, inbound] = await streamPair()
+    const served = serveWeights(inbound, () => ({ source: memorySource(bytes, 'good.gguf'), manifest }))
+    const frames = sessionFrames(outbound)
+    await frames.write(null)
+    expect(await frames.readJson(AbortSignal.timeout(2000))).toMatchObject({ ok: false, error: expect.stringMatching(/expected a JSON object/) })
+    await expect(served).resolves.toBeUndefined()
   })
 
   it('without a published manifest, hashes the whole file to name it', async () => {
