@@ -2,7 +2,25 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 
 export class HttpError extends Error {
-  constructor (readonly status: number, message: string) { super(message) }
+  /** `param`, `code` and `type` fill in OpenAI's error fields (routes with `errors: 'openai'`). */
+  constructor (readonly status: number, message: string, readonly detail: { param?: string, code?: string, type?: string } = {}) { super(message) }
+}
+
+/**
+ * OpenAI's error body: its client reads `error.message`, `type`, `param` and `code` (a bare
+ * string shows up JSON-quoted, with none of the fields that tools branch on).
+ */
+export function openaiError (err: unknown): { error: { message: string, type: string, param: string | null, code: string | null } } {
+  const status = err instanceof HttpError ? err.status : 500
+  const detail = err instanceof HttpError ? err.detail : {}
+  return {
+    error: {
+      message: String((err as any)?.message ?? err),
+      type: detail.type ?? (status >= 500 ? 'server_error' : 'invalid_request_error'),
+      param: detail.param ?? null,
+      code: detail.code ?? null
+    }
+  }
 }
 
 /** A handler result sent as Server-Sent Events (`data: <json>` per event, then `data: [DONE]`). */
@@ -14,6 +32,8 @@ export interface Route {
   method: 'GET' | 'POST'
   path: RegExp
   handle: (ctx: { params: string[], query: URLSearchParams, body: any, signal: AbortSignal }) => Promise<unknown> | unknown
+  /** Errors as `{ "error": { message, type, param, code } }`, for OpenAI clients; otherwise `{ "error": "…" }`. */
+  errors?: 'openai'
 }
 
 const MAX_BODY = 64 * 1024
@@ -23,14 +43,14 @@ async function readJson (req: IncomingMessage): Promise<any> {
   const chunks: Buffer[] = []
   for await (const chunk of req) {
     size += chunk.length
-    if (size > MAX_BODY) throw new HttpError(413, `request body over ${MAX_BODY} bytes`)
+    if (size > MAX_BODY) throw new HttpError(413, `request body over ${MAX_BODY} bytes: shorten the prompt or conversation`, { code: 'request_too_large' })
     chunks.push(chunk)
   }
   if (size === 0) return {}
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'))
   } catch {
-    throw new HttpError(400, 'request body is not valid JSON')
+    throw new HttpError(400, 'request body is not valid JSON', { code: 'invalid_json' })
   }
 }
 
@@ -50,19 +70,21 @@ async function sendEvents (res: ServerResponse, stream: EventStream, abort: Abor
     res.write('data: [DONE]\n\n')
   } catch (err: any) {
     // Headers are gone already: report the error as an event the client can show.
-    res.write(`data: ${JSON.stringify({ error: { message: String(err?.message ?? err) } })}\n\n`)
+    res.write(`data: ${JSON.stringify(openaiError(err))}\n\n`)
   } finally {
     res.end()
   }
 }
 
-/** A tiny JSON-over-HTTP server: routes in, errors out as `{ "error": "…" }` with a fitting status. */
+/** A tiny JSON-over-HTTP server: routes in, errors out with a fitting status, in the route's error shape. */
 export async function serveJson (routes: Route[], host: string, port: number): Promise<{ server: Server, url: string, close: () => Promise<void> }> {
   const server = createServer((req, res) => {
+    let shape: Route['errors']
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://localhost')
       const matches = routes.map(r => ({ r, m: r.path.exec(url.pathname) })).filter(x => x.m != null)
       if (matches.length === 0) throw new HttpError(404, `no such endpoint: ${url.pathname}`)
+      shape = matches[0].r.errors
       const hit = matches.find(x => x.r.method === req.method)
       if (hit == null) throw new HttpError(405, `${req.method ?? '?'} not allowed on ${url.pathname}`)
       const body = req.method === 'POST' ? await readJson(req) : undefined
@@ -73,7 +95,7 @@ export async function serveJson (routes: Route[], host: string, port: number): P
       if (result instanceof EventStream) await sendEvents(res, result, abort)
       else send(res, req.method === 'POST' ? 201 : 200, result)
     })().catch(err => {
-      send(res, err instanceof HttpError ? err.status : 500, { error: String(err?.message ?? err) })
+      send(res, err instanceof HttpError ? err.status : 500, shape === 'openai' ? openaiError(err) : { error: String(err?.message ?? err) })
     })
   })
   await new Promise<void>((resolve, reject) => {

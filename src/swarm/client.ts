@@ -53,6 +53,11 @@ export interface MeshGenerateOptions extends SamplerOptions {
   setupDeadlineMs?: number
   signal?: AbortSignal
   onToken?: (id: number) => void
+  /**
+   * Asked after each token (after `onToken`): true ends the generation there as end-of-sequence
+   * would, result and payments intact. The API's stop sequences are text, not token ids.
+   */
+  shouldStop?: () => boolean
   onRoute?: (route: Hop[], reason: string) => void
 }
 
@@ -349,7 +354,7 @@ export class MeshClient {
         history.push(id)
         if (result.tokens.length === 1) tFirst = performance.now()
         opts.onToken?.(id)
-        if (opts.stopTokens?.has(id) === true || result.tokens.length >= opts.maxTokens) break
+        if (opts.stopTokens?.has(id) === true || result.tokens.length >= opts.maxTokens || opts.shouldStop?.() === true) break
         logits = await forward([id])
       }
       const t2 = performance.now()

@@ -159,19 +159,19 @@ describe('distributed inference: Chromium (WebGPU) and Node peers host ranges of
   it('gives clear errors for an unknown model, a request beyond the context, and missing blocks', async () => {
     const unknown = await client.post('/v1/completions', { model: 'llama-405b', prompt: 'hi', max_tokens: 4 })
     expect(unknown.status).toBe(404)
-    expect(unknown.body.error).toMatch(/unknown model 'llama-405b'.*stories260K\.gguf/)
+    expect(unknown.body.error.message).toMatch(/unknown model 'llama-405b'.*stories260K\.gguf/)
     const long = await client.post('/v1/completions', { model: 'stories260K.gguf', prompt: 'hi', max_tokens: 4000 })
     expect(long.status).toBe(400)
-    expect(long.body.error).toMatch(/context of 512/)
+    expect(long.body.error.message).toMatch(/context of 512/)
     await tail.stop()
     // The stopped host says goodbye, so the client soon knows block 4 is simply not served (had
     // the goodbye been lost, the host would be tried and banned until its announce lapsed).
     const missing = await waitFor('block 4 to be reported missing', async () => {
       const r = await client.post('/v1/completions', { model: 'stories260K.gguf', prompt: 'hi', max_tokens: 4 })
       expect(r.status).toBe(503)
-      return /does not cover/.test(r.body.error) ? r : undefined
+      return /does not cover/.test(r.body.error.message) ? r : undefined
     }, 60_000, 2000)
-    expect(missing.body.error).toMatch(/no peer serves block 4 \(of 0-4\)/)
+    expect(missing.body.error.message).toMatch(/no peer serves block 4 \(of 0-4\)/)
   })
 
   it('no page errors', () => {
