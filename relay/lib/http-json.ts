@@ -36,7 +36,11 @@ export interface Route {
   errors?: 'openai'
 }
 
-const MAX_BODY = 64 * 1024
+/**
+ * A bot's chat request carries its whole conversation, system prompt and tool definitions: tens
+ * of KiB are common. Beyond this the model's context refuses it anyway.
+ */
+const MAX_BODY = 1024 * 1024
 
 async function readJson (req: IncomingMessage): Promise<any> {
   let size = 0

@@ -60,9 +60,10 @@ function resolveModel (swarm: SwarmService, wanted: unknown): string {
 
 const bad = (param: string, message: string): HttpError => new HttpError(400, message, { param })
 
-function int (v: unknown, name: string, dflt: number, max: number): number {
+/** A token count: the model's context, not this API, bounds it (with an error saying so). */
+function int (v: unknown, name: string, dflt: number): number {
   if (v == null) return dflt
-  if (!Number.isSafeInteger(v) || (v as number) < 1 || (v as number) > max) throw bad(name, `"${name}" must be an integer from 1 to ${max}`)
+  if (!Number.isSafeInteger(v) || (v as number) < 1) throw bad(name, `"${name}" must be a positive integer`)
   return v as number
 }
 
@@ -229,6 +230,8 @@ function extension (r: Awaited<ReturnType<SwarmService['generate']>>): Record<st
 }
 
 const created = (): number => Math.floor(Date.now() / 1000)
+/** Unique per response, as clients key streamed chunks and logs by it. */
+const responseId = (): string => crypto.randomUUID().replaceAll('-', '')
 
 /**
  * A generation as Server-Sent Events: `chunk(text, finish)` shapes each event. Returns once the
@@ -308,8 +311,8 @@ export function swarmRoutes (agent: AgentHandle): Route[] {
         const prompt = Array.isArray(body.prompt) && body.prompt.length === 1 ? body.prompt[0] : body.prompt
         if (typeof prompt !== 'string') throw bad('prompt', '"prompt" must be a string (or an array of one string): the mesh completes one prompt per request')
         refuseUnsupported(body)
-        const p: GenerateParams = { model, prompt, maxTokens: int(body.max_tokens, 'max_tokens', 16, 4096), ...sampling(body) }
-        const id = `cmpl-${Date.now().toString(36)}`
+        const p: GenerateParams = { model, prompt, maxTokens: int(body.max_tokens, 'max_tokens', 16), ...sampling(body) }
+        const id = `cmpl-${responseId()}`
         const name = String(body.model)
         const chunk = (text: string, finish: Finish | null): Record<string, unknown> => ({ id, object: 'text_completion', created: created(), model: name, choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] })
         if (body.stream === true) return await stream(swarm, p, signal, body, chunk)
@@ -328,9 +331,12 @@ export function swarmRoutes (agent: AgentHandle): Route[] {
         const messages = chatMessages(body.messages)
         refuseUnsupported(body)
         const [maxName, maxValue] = body.max_completion_tokens != null ? ['max_completion_tokens', body.max_completion_tokens] : ['max_tokens', body.max_tokens]
-        const p: GenerateParams = { model, prompt: [], maxTokens: int(maxValue, maxName, 128, 4096), ...sampling(body) }
+        const p: GenerateParams = { model, prompt: [], maxTokens: int(maxValue, maxName, 1), ...sampling(body) }
         p.prompt = await swarm.chatPrompt(model, messages)
-        const id = `chatcmpl-${Date.now().toString(36)}`
+        // As OpenAI's: without a limit the reply may fill the rest of the context (it ends at the
+        // end-of-sequence token), rather than being cut at some length the client never chose.
+        if (maxValue == null) p.maxTokens = Math.max(1, await swarm.contextLength(model) - p.prompt.length)
+        const id = `chatcmpl-${responseId()}`
         const name = String(body.model)
         if (body.stream === true) {
           let first = true

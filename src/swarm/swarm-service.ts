@@ -371,6 +371,11 @@ export class SwarmService implements AgentService {
     return encodeChat(opened.model.chatTemplate, messages, opened.tokenizer)
   }
 
+  /** The most tokens (prompt and reply together) one generation of `model` may hold. */
+  async contextLength (model: string): Promise<number> {
+    return (await this.ends(model)).ends.config.contextLength
+  }
+
   /** Decodes token ids with a model's tokenizer (for streaming UIs and the OpenAI API). */
   async decoderFor (model: string): Promise<ReturnType<LoadedModel['opened']['tokenizer']['decoder']>> {
     return (await this.ends(model)).model.opened.tokenizer.decoder()

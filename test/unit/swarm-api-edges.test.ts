@@ -20,6 +20,7 @@ const EOS = 0
 /** Token id → text; the fake model's replies are sequences of these ids. */
 const VOCAB = ['', 'Once', ' upon', ' a', ' ti', 'me', ' there', ' was', ' a', ' cat', '.']
 const STORY = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+const CONTEXT = 64
 
 interface FakeOptions {
   /** The ids the model decodes, in order (repeated if max_tokens asks for more). */
@@ -40,6 +41,7 @@ async function serve (o: FakeOptions = {}) {
     view: () => ({ models: [{ model: 'abc123def4567890', name: 'm.gguf', nLayers: 4, missing: o.covered === false ? [[2, 3]] : [], servers: [] }], sessions: [] }),
     decoderFor: async () => ({ push: (id: number) => VOCAB[id], flush: () => '' }),
     chatPrompt: async (_model: string, messages: unknown) => { chats.push(messages); return [1, 2, 3] },
+    contextLength: async () => CONTEXT,
     generate: async (_model: string, prompt: string | number[], opts: any) => {
       const run: FakeRun = { opts, prompt, produced: 0, aborted: false }
       runs.push(run)
@@ -81,6 +83,21 @@ const servers: Array<{ close: () => Promise<void> }> = []
 afterEach(async () => { await Promise.all(servers.splice(0).map(async s => await s.close())) })
 
 const user = (content: string): OpenAI.ChatCompletionMessageParam[] => [{ role: 'user', content }]
+
+describe('OpenAI-compatible API: defaults', () => {
+  it('a chat without max_tokens may fill the rest of the context, as OpenAI\'s; each response has its own id', async () => {
+    const { openai, runs } = await serve({ reply: [1, 2, 3, EOS] })
+    const a = await openai.chat.completions.create({ model: 'm.gguf', messages: user('hi') })
+    // The fake chat template makes 3 prompt tokens of any chat.
+    expect(runs[0].opts.maxTokens).toBe(CONTEXT - 3)
+    expect(a.choices[0].finish_reason).toBe('stop')
+    const b = await openai.chat.completions.create({ model: 'm.gguf', messages: user('hi'), max_completion_tokens: 200 })
+    expect(runs[1].opts.maxTokens).toBe(200)
+    const c = await openai.completions.create({ model: 'm.gguf', prompt: 'hi' })
+    expect(runs[2].opts.maxTokens).toBe(16)
+    expect(new Set([a.id, b.id, c.id.replace(/^cmpl-/, 'chatcmpl-')]).size).toBe(3)
+  })
+})
 
 describe('OpenAI-compatible API: errors', () => {
   it('errors come in OpenAI\'s shape, so the openai client shows the message, type, param and code', async () => {

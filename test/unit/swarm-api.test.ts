@@ -10,6 +10,7 @@ function api () {
     view: () => ({ models: [{ model: 'abc123', name: 'm.gguf', nLayers: 2, missing: [], servers: [] }], sessions: [] }),
     decoderFor: async () => ({ push: () => '', flush: () => '' }),
     chatPrompt: async () => 'hi',
+    contextLength: async () => 512,
     generate: async (_model: string, _prompt: unknown, opts: any) => {
       calls.push(opts)
       return { promptTokens: [1], tokens: [5, 6], text: '', routes: [], failovers: 0, timings: {}, spotChecks: 0, spotChecksSkipped: 0, pushedSteps: 0, wire: { bytesSent: 0, bytesReceived: 0 }, cost: { paid: 0, settlements: [] } }
