@@ -10,7 +10,7 @@ import { gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { gossipOptions } from '../../src/mesh/node.ts'
 import { Inbox } from '../../src/mesh/inbox.ts'
-import { TOPICS } from '../../src/mesh/topics.ts'
+import { TOPICS, TOPIC_TYPES } from '../../src/mesh/topics.ts'
 import { PROTOCOL_VERSION } from '../../src/protocol/version.ts'
 import type { RejectReason } from '../../src/protocol/envelope.ts'
 import { loadRelayKey } from './relay-key.ts'
@@ -100,7 +100,7 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
     pubsub.subscribe(topic)
     const maxBytes = topic === TOPICS.ledger ? MAX_GOSSIP_BYTES : LIMITS.maxEnvelopeBytes
     pubsub.topicValidators.set(topic, async (from: any, msg: any) => {
-      const d = await inbox.admit(msg.data, { transportFrom: msg.from?.toString() ?? from.toString(), senderMustMatch: msg.from != null, maxBytes })
+      const d = await inbox.admit(msg.data, { transportFrom: msg.from?.toString() ?? from.toString(), senderMustMatch: msg.from != null, maxBytes, types: TOPIC_TYPES[topic] })
       if (d.ok) return TopicValidatorResult.Accept
       return IGNORED.includes(d.reason) ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
     })

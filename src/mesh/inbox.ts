@@ -11,6 +11,8 @@ export interface AdmitOptions {
   senderMustMatch?: boolean
   now?: number
   maxBytes?: number
+  /** The types the channel carries (a gossip topic's); any other is `unknown-type`. */
+  types?: readonly string[]
 }
 
 export interface Rejection { reason: RejectReason, detail: string, from?: string, at: number }
@@ -44,6 +46,9 @@ export class Inbox {
     if (!d.ok) return this.refuse(d.reason, d.detail, opts.transportFrom, now)
     if (opts.transportFrom != null && opts.senderMustMatch === true && d.env.from !== opts.transportFrom) {
       return this.refuse('sender-mismatch', `envelope from ${d.env.from} published by ${opts.transportFrom}`, opts.transportFrom, now)
+    }
+    if (opts.types != null && !opts.types.includes(d.env.type)) {
+      return this.refuse('unknown-type', `${d.env.type} does not belong here (this channel carries ${opts.types.join(', ')})`, d.env.from, now)
     }
     const key = `${d.env.from}/${d.env.id}`
     if (this.seen.has(key)) return this.refuse('replay', `message ${d.env.id} already seen`, d.env.from, now)

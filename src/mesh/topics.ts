@@ -12,6 +12,18 @@ export const TOPICS = {
   ledger: `clawnet/${PROTOCOL_MAJOR}/ledger`
 } as const
 
+/**
+ * The message types each topic carries. Agents and the relay refuse others (`unknown-type`), so
+ * gossipsub scores down whoever publishes them rather than every agent dropping them unseen.
+ */
+export const TOPIC_TYPES: Readonly<Record<string, readonly string[]>> = {
+  [TOPICS.announce]: ['agent.announce', 'agent.leave'],
+  [TOPICS.tavern]: ['chat.message'],
+  [TOPICS.shards]: ['shard.announce'],
+  [TOPICS.evidence]: ['shard.evidence'],
+  [TOPICS.ledger]: ['ledger.heads', 'ledger.proof']
+}
+
 /** Stream protocols (libp2p protocol ids). */
 export const PROTOCOLS = {
   hello: `/clawnet/hello/${PROTOCOL_MAJOR}.0.0`,

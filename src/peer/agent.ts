@@ -12,7 +12,7 @@ import { bestTransport } from '../mesh/connections.ts'
 import { canImprove, candidateAddrs, connectTo, isTcpAddr, overLink, shouldDial } from '../mesh/dialer.ts'
 import { answerHello, sayHello, type HelloRefusal } from '../mesh/hello.ts'
 import { DirectRefused, receiveDirect, sendDirectEnvelope } from '../mesh/direct.ts'
-import { PROTOCOLS, TOPICS } from '../mesh/topics.ts'
+import { PROTOCOLS, TOPICS, TOPIC_TYPES } from '../mesh/topics.ts'
 import { encodeEnvelope, signEnvelope, type Envelope, type Signer } from '../protocol/envelope.ts'
 import type { AnnounceBody, Capabilities, ChatBody, LinkInfo } from '../protocol/messages.ts'
 import { normaliseProfile, type Identity, type Profile } from './identity.ts'
@@ -99,10 +99,7 @@ export class Agent implements AgentHandle {
     })
     const ctx = this.context()
     ctx.subscribe(TOPICS.announce, env => { this.onAnnounceTopic(env) })
-    ctx.subscribe(TOPICS.tavern, env => {
-      if (env.type === 'chat.message') this.record(env as Envelope<ChatBody>, 'tavern')
-      else this.inbox.reject('unknown-type', `${env.type} does not belong on the tavern`, env.from)
-    })
+    ctx.subscribe(TOPICS.tavern, env => { this.record(env as Envelope<ChatBody>, 'tavern') })
     // A newcomer on the announce topic learns about us at once instead of at our next interval.
     pubsub.addEventListener('subscription-change', evt => {
       if (evt.detail.subscriptions.some(s => s.topic === TOPICS.announce && s.subscribe)) this.announceSoon()
@@ -226,16 +223,18 @@ export class Agent implements AgentHandle {
   private async onGossip (topic: string, data: Uint8Array, sender?: string): Promise<void> {
     const sub = this.topics.get(topic)
     if (sub == null) return
-    const env = await this.inbox.accept(data, { transportFrom: sender, senderMustMatch: true, maxBytes: sub.maxBytes })
+    const env = await this.inbox.accept(data, { transportFrom: sender, senderMustMatch: true, maxBytes: sub.maxBytes, types: TOPIC_TYPES[topic] })
     if (env != null) await sub.onEnvelope(env)
   }
 
   private onAnnounceTopic (env: Envelope): void {
-    if (env.type === 'agent.announce') this.applyAnnounce(env as Envelope<AnnounceBody>)
-    else if (env.type === 'agent.leave') {
-      if (this.table.remove(env.from)) this.changed()
-      for (const l of this.leftPeerListeners) l(env.from)
-    } else this.inbox.reject('unknown-type', `${env.type} does not belong on the announce topic`, env.from)
+    if (env.type === 'agent.announce') {
+      this.applyAnnounce(env as Envelope<AnnounceBody>)
+      return
+    }
+    // agent.leave: the only other type this topic carries.
+    if (this.table.remove(env.from)) this.changed()
+    for (const l of this.leftPeerListeners) l(env.from)
   }
 
   private async onAnnounceBytes (bytes: Uint8Array, remote: string): Promise<void> {

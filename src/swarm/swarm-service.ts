@@ -237,14 +237,13 @@ export class SwarmService implements AgentService {
     await this.ctx.publish(SHARD_TOPIC, 'shard.announce', body)
   }
 
+  /** The topics carry only these types: the inbox refuses others. */
   private onShard (env: Envelope): void {
-    if (env.type !== 'shard.announce') return
     this.table.apply(env.from, env.body as ShardAnnounce)
     this.ctx?.changed()
   }
 
   private onEvidence (env: Envelope): void {
-    if (env.type !== 'shard.evidence') return
     const e = env.body as SpotCheckEvidence
     // Evidence is a signed claim by the checker, not proof: it lowers standing, it does not ban.
     this.standing.penalise(e.accused, 0.7)

@@ -6,6 +6,7 @@ import { decodeEnvelope, encodeEnvelope, signEnvelope, type Signer } from '../..
 import { canonicalJson } from '../../src/protocol/canonical.ts'
 import { LIMITS } from '../../src/protocol/limits.ts'
 import { Inbox } from '../../src/mesh/inbox.ts'
+import { TOPICS, TOPIC_TYPES } from '../../src/mesh/topics.ts'
 import type { AnnounceBody } from '../../src/protocol/messages.ts'
 
 async function signer (): Promise<Signer> {
@@ -120,6 +121,17 @@ describe('inbox', () => {
     const b = encodeEnvelope(await signEnvelope(s, 'chat.message', { text: 'relayed by a stranger' }))
     expect(await inbox.accept(b, { transportFrom: other.peerId, senderMustMatch: true })).toBeUndefined()
     expect(inbox.counts['sender-mismatch']).toBe(1)
+  })
+
+  it('refuses a type its topic does not carry, and does not burn the envelope\'s id on it', async () => {
+    const s = await signer()
+    const inbox = new Inbox()
+    const chat = encodeEnvelope(await signEnvelope(s, 'chat.message', { text: 'on the wrong topic' }))
+    expect(await inbox.accept(chat, { types: TOPIC_TYPES[TOPICS.announce] })).toBeUndefined()
+    expect(inbox.counts['unknown-type']).toBe(1)
+    // The same envelope on its own topic is no replay.
+    expect(await inbox.accept(chat, { types: TOPIC_TYPES[TOPICS.tavern] })).toBeDefined()
+    expect(inbox.accepted).toBe(1)
   })
 
   it('counts every reason separately and never throws on garbage', async () => {

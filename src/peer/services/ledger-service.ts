@@ -182,10 +182,7 @@ export class LedgerService implements AgentService {
   // ---- incoming ----
 
   private async onGossip (env: Envelope): Promise<void> {
-    if (env.type !== 'ledger.heads' && env.type !== 'ledger.proof') {
-      this.context.inbox.reject('unknown-type', `${env.type} does not belong on the ledger topic`, env.from)
-      return
-    }
+    // The topic carries only ledger.heads and ledger.proof (the inbox refuses other types).
     await this.absorb({ ...(env.body as object), type: env.type }, env.from)
   }
 
