@@ -38,7 +38,9 @@ export class Inbox {
   /** Like accept, but says why a message was refused (the relay maps reasons to gossip verdicts). */
   async admit (bytes: Uint8Array, opts: AdmitOptions = {}): Promise<Decoded> {
     const now = opts.now ?? Date.now()
-    // Rate-limit on the connection we got it from too, so a flood of garbage costs its sender.
+    // Rate-limit on the transport sender too (the gossip publisher, or the stream peer), so garbage
+    // that never decodes to a signer still costs whoever sent it. Not the gossip forwarder: a
+    // relay forwards everyone's messages and must not be throttled as one sender.
     if (opts.transportFrom != null && !this.rate.take(`conn:${opts.transportFrom}`, now)) {
       return this.refuse('rate-limited', `too many messages via ${opts.transportFrom}`, opts.transportFrom, now)
     }
