@@ -126,7 +126,7 @@ async function stopChain (c: Chain): Promise<void> {
 async function generate (c: PeerProcess, m: BenchModel): Promise<any> {
   // A random model says end-of-sequence early (after ~24 tokens here): every run decodes the full length.
   const res = await c.post('/v1/completions', { model: 'bench.gguf', prompt: PROMPT, max_tokens: m.decode, temperature: 0, ignore_eos: true })
-  if (res.status !== 201) throw new Error(`generation failed: ${JSON.stringify(res.body)}`)
+  if (res.status !== 200) throw new Error(`generation failed: ${JSON.stringify(res.body)}`)
   if (res.body.clawnet.tokens.length !== m.decode) throw new Error(`decoded ${res.body.clawnet.tokens.length} tokens, not ${m.decode}`)
   return res.body.clawnet
 }

@@ -32,7 +32,11 @@ export interface Route {
   method: 'GET' | 'POST'
   path: RegExp
   handle: (ctx: { params: string[], query: URLSearchParams, body: any, signal: AbortSignal }) => Promise<unknown> | unknown
-  /** Errors as `{ "error": { message, type, param, code } }`, for OpenAI clients; otherwise `{ "error": "…" }`. */
+  /**
+   * OpenAI's conventions, for its clients and the scripts written against it: errors as
+   * `{ "error": { message, type, param, code } }` (otherwise `{ "error": "…" }`), and a POST answered
+   * 200 (otherwise 201: the other POSTs create something).
+   */
   errors?: 'openai'
 }
 
@@ -97,7 +101,7 @@ export async function serveJson (routes: Route[], host: string, port: number): P
       res.on('close', () => { if (!res.writableFinished) abort.abort() })
       const result = await hit.r.handle({ params: hit.m!.slice(1), query: url.searchParams, body, signal: abort.signal })
       if (result instanceof EventStream) await sendEvents(res, result, abort)
-      else send(res, req.method === 'POST' ? 201 : 200, result)
+      else send(res, req.method === 'POST' && shape !== 'openai' ? 201 : 200, result)
     })().catch(err => {
       send(res, err instanceof HttpError ? err.status : 500, shape === 'openai' ? openaiError(err) : { error: String(err?.message ?? err) })
     })

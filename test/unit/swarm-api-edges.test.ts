@@ -97,6 +97,12 @@ describe('OpenAI-compatible API: defaults', () => {
     expect(runs[2].opts.maxTokens).toBe(16)
     expect(new Set([a.id, b.id, c.id.replace(/^cmpl-/, 'chatcmpl-')]).size).toBe(3)
   })
+
+  it('answers 200, as OpenAI does, not 201', async () => {
+    const { post } = await serve()
+    expect((await post('/v1/completions', { model: 'm.gguf', prompt: 'hi', max_tokens: 2 })).status).toBe(200)
+    expect((await post('/v1/chat/completions', { model: 'm.gguf', messages: user('hi'), max_tokens: 2 })).status).toBe(200)
+  })
 })
 
 describe('OpenAI-compatible API: errors', () => {
