@@ -21,13 +21,21 @@ export function proofId(p: DoubleSpendProof): string {
 
 /** Returns the forking account when the proof holds, else undefined; input may be untrusted. */
 export async function verifyProof(input: unknown): Promise<string | undefined> {
+  return (await parseProof(input))?.a.account
+}
+
+/**
+ * The proof rebuilt from the parsed blocks when it holds, else undefined: what is kept and
+ * passed on is only the signed fields, not whatever else the sender wrapped around them.
+ */
+export async function parseProof(input: unknown): Promise<DoubleSpendProof | undefined> {
   try {
     const a = parseBlock((input as any).a)
     const b = parseBlock((input as any).b)
     if (a.account !== b.account || a.seq !== b.seq) return undefined
     if (hashBlock(a) === hashBlock(b)) return undefined
     if (!(await verifyBlockSignature(a)) || !(await verifyBlockSignature(b))) return undefined
-    return a.account
+    return makeProof(a, b)
   } catch {
     return undefined
   }

@@ -9,9 +9,9 @@ import { BLOCK_VERSION, hashBlock, LedgerError, parseBlock, signBlock, verifyBlo
 import { Chain, MissingDependency, type AccountState, type Checked, type BalancePoint, type VerifyContext } from './chain.ts'
 import { DEFAULT_POLICY, requiredFee, type Policy } from './policy.ts'
 import { grantAmount, mineGenesis, type GrantKind } from './grants.ts'
-import { makeProof, proofId, verifyProof, type DoubleSpendProof } from './doublespend.ts'
+import { makeProof, parseProof, proofId, type DoubleSpendProof } from './doublespend.ts'
 import { parseWorkMemo, receiptUnits, verifyReceipt, workMemo, type WorkReceipt } from './receipts.ts'
-import type { LedgerStore } from './store-types.ts'
+import type { LedgerStore, StoredRecord } from './store-types.ts'
 
 export interface LedgerOptions {
   policy?: Policy
@@ -304,14 +304,15 @@ export class Ledger {
     return this.serial(() => this.ingestNow(b))
   }
 
-  /** Verifies a double-spend proof from the network; true when it was new and valid. */
+  /**
+   * Verifies a double-spend proof from the network; true when it was new and valid. Rejects with
+   * LedgerError('store-failed'), having changed nothing, when the proof could not be saved.
+   */
   addProof(p: unknown): Promise<boolean> {
     return this.serial(async () => {
-      const account = await verifyProof(p)
-      if (account == null) return false
-      const proof = makeProof((p as DoubleSpendProof).a, (p as DoubleSpendProof).b)
-      if (this.proofs.has(proofId(proof))) return false
-      await this.store.append({ kind: 'proof', proof })
+      const proof = await parseProof(p)
+      if (proof == null || this.proofs.has(proofId(proof))) return false
+      await this.save({ kind: 'proof', proof }, 'a double-spend proof')
       this.recordProof(proof)
       return true
     })
@@ -345,17 +346,30 @@ export class Ledger {
   private async compareExisting(chain: Chain, b: Block, hash: string): Promise<IngestOutcome> {
     if (!(await verifyBlockSignature(b))) return this.reject('bad-signature', `${b.account}#${b.seq}`)
     const proof = makeProof(chain.blocks[b.seq], b)
-    await this.store.append({ kind: 'proof', proof })
+    try {
+      await this.save({ kind: 'proof', proof }, 'a double-spend proof')
+    } catch (err) {
+      return this.reject((err as LedgerError).reason, (err as LedgerError).message)
+    }
     this.recordProof(proof)
     // Now beyond the fork, and someone may have received it: kept like the rest of its branch.
-    await this.store.append({ kind: 'block', block: b })
+    try {
+      await this.save({ kind: 'block', block: b }, `a ${b.type} block`)
+    } catch {
+      // The proof stands without it; a receive that needs this block fetches its branch again.
+      return { status: 'fork', proof }
+    }
     this.holdBeyondFork(b, hash)
     return { status: 'fork', proof }
   }
 
   private async keepBeyondFork(b: Block, hash: string): Promise<IngestOutcome> {
     if (!(await verifyBlockSignature(b))) return this.reject('bad-signature', `${b.account}#${b.seq}`)
-    await this.store.append({ kind: 'block', block: b })
+    try {
+      await this.save({ kind: 'block', block: b }, `a ${b.type} block`)
+    } catch (err) {
+      return this.reject((err as LedgerError).reason, (err as LedgerError).message)
+    }
     this.holdBeyondFork(b, hash)
     return { status: 'accepted', hash }
   }
@@ -448,16 +462,21 @@ export class Ledger {
    */
   private async commit(chain: Chain, checked: Checked, own: boolean): Promise<void> {
     const { block: b, hash } = checked
-    try {
-      await this.store.append({ kind: 'block', block: b })
-    } catch (err) {
-      throw new LedgerError('store-failed', `could not save ${b.account === this.id ? 'this agent\'s' : 'a'} ${b.type} block (${(err as Error).message ?? err}); nothing changed. Free some storage and try again.`)
-    }
+    await this.save({ kind: 'block', block: b }, `${b.account === this.id ? 'this agent\'s' : 'a'} ${b.type} block`)
     chain.commit(checked, this.ctx())
     this.byHash.set(hash, b)
     this.emit('block', { block: b, hash, own })
     // Queued behind the current operation, not awaited: awaiting from inside the queue would deadlock.
     if (this.autoReceive && !own && b.type === 'send' && b.counterparty === this.id) this.receiveLater(hash)
+  }
+
+  /** Appends to the store; a failure is LedgerError('store-failed'), a reason callers count, not a crash. */
+  private async save(record: StoredRecord, what: string): Promise<void> {
+    try {
+      await this.store.append(record)
+    } catch (err) {
+      throw new LedgerError('store-failed', `could not save ${what} (${(err as Error)?.message ?? err}); nothing changed. Free some storage and try again.`)
+    }
   }
 
   private receiveLater(sendHash: string): void {

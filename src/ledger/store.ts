@@ -11,45 +11,85 @@ export type { LedgerStore, StoredRecord } from './store-types.ts'
 export { MemoryStore } from './store-types.ts'
 
 const HEADER = 8
+/** Every payload is a StoredRecord serialized by append(), so a real frame's JSON starts so. */
+const RECORD_START = new TextEncoder().encode('{"kind":"')
 
 export async function openStore(dir: string): Promise<LedgerStore> {
   await mkdir(dir, { recursive: true })
-  const fh = await open(join(dir, 'ledger.log'), 'a+')
-  const { records, validBytes, size } = await scan(fh)
-  if (validBytes < size) {
-    await fh.truncate(validBytes)
-    await fh.datasync()
+  const path = join(dir, 'ledger.log')
+  const fh = await open(path, 'a+')
+  try {
+    const { records, validBytes, size } = await scan(fh)
+    if (validBytes < size) {
+      // Appends are sequential and each waits for the last, so a crash tears only the final frame.
+      // Intact frames after the bad bytes mean damage, not a torn append: cutting there would
+      // throw away acknowledged blocks, and a lost own block gets signed again as a fork.
+      const next = findFrame(await readAll(fh, size), validBytes + 1)
+      if (next !== undefined) {
+        throw new Error(`ledger store ${path} is damaged at byte ${validBytes} (intact records follow at byte ${next}); it was left untouched so that no block is lost: restore it from a backup or repair it before starting this agent`)
+      }
+      await fh.truncate(validBytes)
+      await fh.datasync()
+    }
+    return new FileStore(fh, path, records, validBytes)
+  } catch (err) {
+    await fh.close()
+    throw err
   }
-  return new FileStore(fh, records)
+}
+
+async function readAll(fh: FileHandle, size: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(size)
+  if (size > 0) await fh.read(buf, 0, size, 0)
+  return buf
+}
+
+const dec = new TextDecoder('utf-8', { fatal: true })
+
+/** The record of the frame at `at`, or undefined when no whole, intact frame starts there. */
+function frameAt(buf: Uint8Array, at: number): { record: StoredRecord; end: number } | undefined {
+  if (at + HEADER > buf.length) return undefined
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  const len = view.getUint32(at)
+  const end = at + HEADER + len
+  if (end > buf.length) return undefined
+  const payload = buf.subarray(at + HEADER, end)
+  if (crc32(payload) !== view.getUint32(at + 4)) return undefined
+  try {
+    return { record: JSON.parse(dec.decode(payload)), end }
+  } catch {
+    return undefined
+  }
+}
+
+/** Offset of the first intact frame at or after `from`, if any. */
+function findFrame(buf: Uint8Array, from: number): number | undefined {
+  outer: for (let at = from; at + HEADER + RECORD_START.length <= buf.length; at++) {
+    for (let i = 0; i < RECORD_START.length; i++) if (buf[at + HEADER + i] !== RECORD_START[i]) continue outer
+    if (frameAt(buf, at) !== undefined) return at
+  }
+  return undefined
 }
 
 async function scan(fh: FileHandle): Promise<{ records: StoredRecord[]; validBytes: number; size: number }> {
   const { size } = await fh.stat()
-  const buf = new Uint8Array(size)
-  if (size > 0) await fh.read(buf, 0, size, 0)
-  const view = new DataView(buf.buffer)
+  const buf = await readAll(fh, size)
   const records: StoredRecord[] = []
-  const dec = new TextDecoder('utf-8', { fatal: true })
   let at = 0
-  while (at + HEADER <= size) {
-    const len = view.getUint32(at)
-    const sum = view.getUint32(at + 4)
-    const payload = buf.subarray(at + HEADER, at + HEADER + len)
-    if (at + HEADER + len > size || crc32(payload) !== sum) break
-    try {
-      records.push(JSON.parse(dec.decode(payload)))
-    } catch {
-      break
-    }
-    at += HEADER + len
+  for (let f = frameAt(buf, at); f !== undefined; f = frameAt(buf, at)) {
+    records.push(f.record)
+    at = f.end
   }
   return { records, validBytes: at, size }
 }
 
 class FileStore implements LedgerStore {
   private tail: Promise<unknown> = Promise.resolve()
+  /** Set when a failed append could not be undone: nothing may be acknowledged behind a torn frame. */
+  private broken: Error | undefined
 
-  constructor(private readonly fh: FileHandle, private readonly loaded: StoredRecord[]) {}
+  /** `end`: the file's length as far as this store wrote it. */
+  constructor(private readonly fh: FileHandle, private readonly path: string, private readonly loaded: StoredRecord[], private end: number) {}
 
   append(record: StoredRecord): Promise<void> {
     const payload = new TextEncoder().encode(JSON.stringify(record))
@@ -59,12 +99,39 @@ class FileStore implements LedgerStore {
     view.setUint32(4, crc32(payload))
     frame.set(payload, HEADER)
     // One frame at a time: interleaved writes would tear each other.
-    const run = this.tail.then(async () => {
-      await this.fh.write(frame)
-      await this.fh.datasync()
-    })
+    const run = this.tail.then(() => this.write(frame))
     this.tail = run.catch(() => undefined)
     return run
+  }
+
+  private async write(frame: Uint8Array): Promise<void> {
+    if (this.broken != null) throw this.broken
+    // A second process on the same file would replay this agent's chain from an older head and
+    // sign different blocks for seqs already taken: a double spend the agent never meant.
+    const { size } = await this.fh.stat()
+    if (size !== this.end) {
+      throw new Error(`${this.path} changed from ${this.end} to ${size} bytes behind this ledger's back: another process is using the same ledger directory. Stop the other one and restart this agent`)
+    }
+    try {
+      // FileHandle.write may write less than asked (a nearly full disk) and still resolve.
+      for (let off = 0; off < frame.length;) {
+        const { bytesWritten } = await this.fh.write(frame, off)
+        if (bytesWritten <= 0) throw new Error('no progress writing the ledger')
+        off += bytesWritten
+      }
+      await this.fh.datasync()
+    } catch (err) {
+      // A partial frame left in place would make the next open stop there, dropping every
+      // record acknowledged after it; and a whole frame whose fsync failed is a block the
+      // ledger believes unsaved and may sign differently, so it must not come back on replay.
+      try {
+        await this.fh.truncate(this.end)
+      } catch (undo) {
+        this.broken = new Error(`${this.path} could not be repaired after a failed write (${(undo as Error).message}); restart this agent`)
+      }
+      throw err
+    }
+    this.end += frame.length
   }
 
   async load(): Promise<StoredRecord[]> {

@@ -2,7 +2,7 @@
 // `ledger.proof` messages; a direct stream carries `ledger.request` and its `ledger.blocks`
 // reply. handle() verifies everything before it counts and tells the caller what to send.
 import { LedgerError, parseBlock, type Block, type RejectReason } from './block.ts'
-import type { DoubleSpendProof } from './doublespend.ts'
+import { makeProof, type DoubleSpendProof } from './doublespend.ts'
 import type { Ledger } from './ledger.ts'
 
 export const MAX_GOSSIP_BYTES = 64 * 1024
@@ -164,14 +164,24 @@ export class LedgerSync {
         await this.takeBlocks(msg.type === 'ledger.blocks' ? msg.blocks : [msg.block], out)
         out.requests = dedupe(out.requests)
         break
-      case 'ledger.proof':
-        if (await this.ledger.addProof(msg.proof)) {
-          out.gossip.push(msg)
+      case 'ledger.proof': {
+        let added: boolean
+        try {
+          added = await this.ledger.addProof(msg.proof)
+        } catch (err) {
+          if (!(err instanceof LedgerError)) throw err
+          this.count(out, err.reason, err.message)
+          break
+        }
+        if (added) {
+          // Passed on as the signed blocks alone, without whatever the sender wrapped around them.
+          out.gossip.push({ type: 'ledger.proof', proof: makeProof(parseBlock(msg.proof.a), parseBlock(msg.proof.b)) })
           // A monitoring grant may have been waiting for exactly this proof.
           await this.retryParked(new Set([PROOF_ARRIVED]), out)
         }
         else if (!this.ledger.isFlagged((msg.proof as any)?.a?.account)) this.count(out, 'malformed', 'invalid double-spend proof')
         break
+      }
     }
     return out
   }
@@ -245,6 +255,9 @@ export class LedgerSync {
           const from = this.ledger.fetchFrom(b.account)
           out.requests.push({ type: 'ledger.request', account: b.account, from, to: Math.min(b.seq, from + MAX_RANGE - 1) })
         }
+        // The next block of a chain that does not link to our head: the sender may hold another
+        // block at our head's seq, which together with ours proves a fork it would otherwise hide.
+        if (r.reason === 'bad-link' && b.seq > 0) out.requests.push({ type: 'ledger.request', account: b.account, from: b.seq - 1, to: b.seq - 1 })
         break
     }
   }
