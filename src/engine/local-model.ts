@@ -36,7 +36,12 @@ const isByteSource = (x: unknown): x is ByteSource => typeof (x as ByteSource)?.
 
 /** Opens a model from a path, URL, local file, or any byte source (e.g. a peer serving its bytes). */
 export async function openLocalModel (location: string | Blob | ByteSource, tokenizerLocation?: string | Blob, onBytes?: (loaded: number) => void): Promise<OpenedModel> {
-  const model = await openModelSource(isByteSource(location) ? location : await openSource(location, onBytes))
+  const source = isByteSource(location) ? location : await openSource(location, onBytes)
+  const model = await openModelSource(source).catch(async (err: unknown) => {
+    // A running agent may be asked to open many bad files: each refused one must not keep its handle.
+    if (source !== location) await source.close?.()
+    throw err
+  })
   let tokenizer: Tokenizer
   if (model.vocab != null) {
     tokenizer = makeTokenizer(model.vocab)

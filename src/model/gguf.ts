@@ -33,7 +33,7 @@ class Cursor {
 
   need (n: number, field: string): void {
     if (this.pos + n <= this.bytes.length) return
-    if (this.complete) throw new Error(`${this.what}: header truncated at offset ${this.pos} while reading ${field}`)
+    if (this.complete) throw new Error(`${this.what}: header truncated at offset ${this.pos} while reading ${field}: the file is incomplete (download or copy it again)`)
     throw new NeedMore()
   }
 
@@ -141,7 +141,7 @@ function parseHeader (bytes: Uint8Array, complete: boolean, what: string, fileSi
   for (const { rel, ...info } of infos) {
     const offset = dataOffset + rel
     if (offset + info.byteLength > fileSize) {
-      throw new Error(`${what}: tensor ${info.name} (${typeName(info.type)}, ${info.byteLength} bytes at offset ${offset}) runs past the end of the file (${fileSize} bytes): truncated`)
+      throw new Error(`${what}: tensor ${info.name} (${typeName(info.type)}, ${info.byteLength} bytes at offset ${offset}) runs past the end of the file (${fileSize} bytes): truncated (download or copy it again)`)
     }
     tensors.set(info.name, { ...info, offset })
   }

@@ -9,13 +9,16 @@ import { TokenType, type Vocabulary } from './tokenizer.ts'
 
 const HEADER_BYTES = 28
 
+/** The file's header is not one of a llama2.c checkpoint (which has no magic to check first). */
+export class NotLlama2c extends Error {}
+
 export async function openLlama2c (source: ByteSource): Promise<ModelFile> {
-  if (source.size < HEADER_BYTES) throw new Error(`${source.name}: ${source.size} bytes is too short for a llama2.c header (${HEADER_BYTES} bytes)`)
+  if (source.size < HEADER_BYTES) throw new NotLlama2c(`${source.name}: ${source.size} bytes is too short for a llama2.c header (${HEADER_BYTES} bytes)`)
   const h = new DataView((await source.read(0, HEADER_BYTES)).buffer)
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = Array.from({ length: 7 }, (_, i) => h.getInt32(4 * i, true))
   const vocabSize = Math.abs(rawVocab)
   const sane = [dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen].every(v => v > 0 && v < 1 << 20) && dim % nHeads === 0 && nHeads % nKvHeads === 0
-  if (!sane) throw new Error(`${source.name}: not a llama2.c checkpoint (header dim=${dim} hidden=${hiddenDim} layers=${nLayers} heads=${nHeads} kv_heads=${nKvHeads} vocab=${rawVocab} seq_len=${seqLen})`)
+  if (!sane) throw new NotLlama2c(`${source.name}: not a llama2.c checkpoint (header dim=${dim} hidden=${hiddenDim} layers=${nLayers} heads=${nHeads} kv_heads=${nKvHeads} vocab=${rawVocab} seq_len=${seqLen})`)
   const headDim = dim / nHeads
   const kvDim = nKvHeads * headDim
   const tensors = new Map<string, TensorRef>()

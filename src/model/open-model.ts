@@ -3,7 +3,7 @@
 import { listSiblings, openSource } from './source.ts'
 import type { ByteSource } from './source-http.ts'
 import { openGguf } from './gguf-model.ts'
-import { openLlama2c, readLlama2cTokenizer } from './llama2c.ts'
+import { NotLlama2c, openLlama2c, readLlama2cTokenizer } from './llama2c.ts'
 import type { ModelFile } from './model-file.ts'
 import type { Tokenizer, Vocabulary } from './tokenizer.ts'
 import { SentencePieceTokenizer } from './tokenizer-spm.ts'
@@ -11,7 +11,17 @@ import { ByteLevelBpeTokenizer } from './tokenizer-bpe.ts'
 
 export async function openModelSource (source: ByteSource): Promise<ModelFile> {
   const magic = source.size >= 4 ? new TextDecoder().decode(await source.read(0, 4)) : ''
-  return magic === 'GGUF' ? await openGguf(source) : await openLlama2c(source)
+  if (magic === 'GGUF') return await openGguf(source)
+  try {
+    return await openLlama2c(source)
+  } catch (err: any) {
+    // llama2.c files have no magic: an implausible header means "not a model" at all, not a bad checkpoint.
+    if (err instanceof NotLlama2c) {
+      const why = err.message.replace(`${source.name}: `, '').replace(/^not a llama2\.c checkpoint \((.*)\)$/, '$1')
+      throw new Error(`${source.name} is not a model file: not GGUF (it does not start with 'GGUF') and not a llama2.c checkpoint (${why}); give a .gguf file, or a llama2.c .bin beside its tokenizer`)
+    }
+    throw err
+  }
 }
 
 export async function openModel (location: string, opts: { tokenizer?: string } = {}): Promise<{ model: ModelFile, tokenizer: Tokenizer }> {

@@ -21,8 +21,14 @@ export function checkRange (name: string, size: number, offset: number, length: 
 }
 
 export async function openHttpSource (url: string, onProgress?: (loaded: number) => void): Promise<ByteSource> {
-  const head = await fetch(url, { method: 'HEAD' })
-  if (!head.ok) throw new Error(`${url}: HTTP ${head.status}`)
+  let head: Response
+  try {
+    head = await fetch(url, { method: 'HEAD' })
+  } catch (err: any) {
+    // fetch says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND, …) is in its cause.
+    throw new Error(`cannot reach ${url} (${err?.cause?.code ?? err?.cause?.message ?? err?.message ?? err}): check the URL and that its server is up`)
+  }
+  if (!head.ok) throw new Error(`${url}: HTTP ${head.status}${head.status === 404 ? ' (no such file there: check the URL)' : ''}`)
   const size = Number(head.headers.get('content-length'))
   if (!Number.isFinite(size) || size <= 0) throw new Error(`${url}: server did not report a content length`)
   const name = decodeURIComponent(new URL(url, globalThis.location?.href).pathname.split('/').pop() ?? url)

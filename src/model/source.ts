@@ -14,7 +14,13 @@ export async function openSource (location: string | Blob, onProgress?: (loaded:
 }
 
 export async function openFileSource (path: string): Promise<ByteSource> {
-  const size = (await stat(path)).size
+  // Node's own errors ("ENOENT: …, stat", "EISDIR: …, read") name the call, not the problem.
+  const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(err.code === 'ENOENT' ? `${path}: no such file` : err.code === 'EACCES' ? `${path}: permission denied` : `${path}: ${err.message}`)
+  })
+  if (info.isDirectory()) throw new Error(`${path} is a directory: give the model file itself (.gguf, or a llama2.c .bin)`)
+  if (!info.isFile()) throw new Error(`${path} is not a regular file`)
+  const size = info.size
   const handle = await open(path, 'r')
   return {
     name: basename(path),

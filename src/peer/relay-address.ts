@@ -18,7 +18,7 @@ export async function resolveRelay (input: string): Promise<string[]> {
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
   } catch (err: any) {
-    throw new Error(`cannot reach the relay at ${url.origin} (${err?.message ?? err}); is it running?`)
+    throw new Error(`cannot reach the relay at ${url.origin} (${err?.cause?.code ?? err?.cause?.message ?? err?.message ?? err}); is it running?`)
   }
   if (!res.ok) throw new Error(`relay at ${url.origin} answered ${res.status} for /api/relay; is that a ClawNet relay?`)
   const info = await res.json().catch(() => undefined) as { multiaddrs?: unknown } | undefined

@@ -100,14 +100,64 @@ const blockTensors = (m: LoadedModel, first: number, last: number): string[] =>
     return block != null && Number(block[1]) >= first && Number(block[1]) <= last
   })
 
-/** How many blocks fit in a memory budget, from the model's own per-block estimate. */
-export function blocksThatFit (m: LoadedModel, budgetBytes: number, contextTokens = 2048): number {
-  const c = m.opened.model.config
+/** Bytes blocks first..last take once loaded (weights and a KV cache of `contextTokens`), without the ends. */
+function rangeBytes (m: Pick<LoadedModel, 'opened' | 'runtime'>, first: number, last: number, contextTokens = 2048): number {
   // As this agent's runtime will hold them: packed int8/int4 on Node's CPU, float16 on a GPU with shader-f16.
   const encoding = { packedMatMul: m.runtime.packedMatMul, halfWeights: m.runtime.halfWeights }
-  const perBlock = estimateMemory(m.opened.model, [[0, 0]], Math.min(contextTokens, c.contextLength), encoding)
-  const block = perBlock.weightBytes - (estimateMemory(m.opened.model, [], 0, encoding).weightBytes) + perBlock.kvCacheBytes
-  return Math.max(1, Math.min(c.nLayers, Math.floor(budgetBytes / Math.max(block, 1))))
+  const model = m.opened.model
+  const est = estimateMemory(model, [[first, last]], Math.min(contextTokens, model.config.contextLength), encoding)
+  return est.weightBytes - estimateMemory(model, [], 0, encoding).weightBytes + est.kvCacheBytes
+}
+
+/** Share of the memory lent to hosting that is kept for the KV caches of client sessions, unless set otherwise. */
+export const CACHE_SHARE = 0.25
+
+/** How many blocks fit in a memory budget, from the model's own per-block estimate. */
+export function blocksThatFit (m: Pick<LoadedModel, 'opened' | 'runtime'>, budgetBytes: number, contextTokens = 2048): number {
+  const c = m.opened.model.config
+  return Math.max(1, Math.min(c.nLayers, Math.floor(budgetBytes / Math.max(rangeBytes(m, 0, 0, contextTokens), 1))))
+}
+
+const mib = (bytes: number): string => `${bytes >= 10 * 2 ** 20 ? Math.round(bytes / 2 ** 20) : Number((bytes / 2 ** 20).toPrecision(2))} MiB`
+
+/**
+ * Refuses a range this agent cannot host: blocks the model lacks, or more than the memory it
+ * lends (`budgetBytes`, for weights and KV caches) holds, since hosting past it would take
+ * memory the owner did not lend.
+ */
+export function checkRange (m: Pick<LoadedModel, 'opened' | 'runtime'>, first: number, last: number, budgetBytes: number): void {
+  const { name } = m.opened.summary
+  const n = m.opened.model.config.nLayers
+  const blocks = first === last ? `block ${first}` : `blocks ${first}-${last}`
+  if (!Number.isInteger(first) || !Number.isInteger(last) || first < 0 || last < first || last >= n) {
+    throw new Error(`${blocks} ${first === last ? 'is' : 'are'} not in ${name}, which has ${n} blocks: pick a range within 0-${n - 1}`)
+  }
+  const need = rangeBytes(m, first, last)
+  if (need > budgetBytes) {
+    const fit = Math.floor(budgetBytes / Math.max(rangeBytes(m, first, first), 1))
+    throw new Error(`${blocks} of ${name} need${first === last ? 's' : ''} about ${mib(need)} (weights and KV cache), more than the ${mib(budgetBytes)} of lent memory set aside for blocks: ` +
+      (fit > 0 ? `lend more memory or host at most ${fit} block${fit === 1 ? '' : 's'}` : 'lend more memory (not even one block fits)'))
+  }
+}
+
+/**
+ * Opens a local model's header and tokenizer (or asks a URL for its size) and checks a pinned
+ * range against its blocks and the memory lent, so that a bad file or range is refused before
+ * the agent joins the mesh and announces itself; hosting opens the model again and checks again.
+ */
+export async function checkModel (location: string, layers?: [number, number], memoryBudgetBytes = Infinity): Promise<void> {
+  if (isHttp(location)) {
+    await (await openSource(location)).close?.()
+    return
+  }
+  const opened = await openLocalModel(location)
+  try {
+    // Unpinned, placement picks the range later; at least one block must fit all the same.
+    const [first, last] = layers ?? [0, 0]
+    checkRange({ opened, runtime: await loadRuntime() }, first, last, memoryBudgetBytes * (1 - CACHE_SHARE))
+  } finally {
+    await opened.model.source.close?.()
+  }
 }
 
 /** Loads blocks first..last and measures their speed with a few one-token steps. */
@@ -120,12 +170,18 @@ export async function loadRange (m: LoadedModel, first: number, last: number, on
   const scratch = range.newCache()
   const times: number[] = []
   const x = new Float32Array(c.dim).fill(0.01)
+  let y: Float32Array = x
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now()
-    await range.forward(x, 1, scratch)
+    y = await range.forward(x, 1, scratch)
     times.push(performance.now() - t0)
   }
   scratch.dispose()
+  // A file has no checksum: weights damaged into NaN or infinity are the one corruption a host can see for itself.
+  if (!y.every(Number.isFinite)) {
+    await range.release()
+    throw new Error(`blocks ${first}-${last} of ${m.opened.summary.name} give NaN or infinite values: its weights are corrupt (download or copy the file again)`)
+  }
   times.sort((a, b) => a - b)
   const hosted: HostedRange = {
     model: m.manifest,

@@ -13,7 +13,7 @@ import { Standing } from './verify.ts'
 import type { WireDType } from './tensor-codec.ts'
 import { ClientSessions, type ClientSessionView } from './client-sessions.ts'
 import { encodeChat, type ChatMessage } from '../model/chat-template.ts'
-import { blocksThatFit, loadEnds, loadRange, openForSwarm, type LoadedModel, type ModelLocation, type Progress } from './hosting.ts'
+import { blocksThatFit, CACHE_SHARE, checkRange, loadEnds, loadRange, openForSwarm, type LoadedModel, type ModelLocation, type Progress } from './hosting.ts'
 import { openPeerSource, serveWeights } from './weights.ts'
 import { chunkStore } from './weight-cache.ts'
 import type { ChunkStore } from './cached-source.ts'
@@ -168,11 +168,17 @@ export class SwarmService implements AgentService {
         : await openForSwarm(location, { onProgress: progress, cache: this.cache, threads: this.opts.threads })
       const n = m.opened.model.config.nLayers
       const [first, last] = opts.layers ?? chooseRange(this.table.forModel(m.manifest).filter(e => e.peer !== this.ctx?.id), n, this.span(m))
-      if (!Number.isInteger(first) || !Number.isInteger(last) || first < 0 || last < first || last >= n) {
-        throw new Error(`layers ${first}-${last} are outside the model's blocks 0-${n - 1}`)
+      let loaded: Awaited<ReturnType<typeof loadRange>>
+      try {
+        checkRange(m, first, last, this.blocksBudget())
+        await this.unhost()
+        loaded = await loadRange(m, first, last, progress)
+      } catch (err) {
+        // This call opened the file and nothing else holds it: a refused range must not leak the handle.
+        await closeModel(m)
+        throw err
       }
-      await this.unhost()
-      const { hosted, msPerTokenLayer } = await loadRange(m, first, last, progress)
+      const { hosted, msPerTokenLayer } = loaded
       const previous = this.model
       this.model = m
       // Each host() opens the file anew (a rebalance too): the old handle would leak otherwise.
@@ -195,11 +201,15 @@ export class SwarmService implements AgentService {
   }
 
   private span (m: LoadedModel): number {
-    return blocksThatFit(m, (this.opts.memoryBudgetBytes ?? 2 ** 31) * (1 - (this.opts.cacheShare ?? 0.25)))
+    return blocksThatFit(m, this.blocksBudget())
+  }
+
+  private blocksBudget (): number {
+    return (this.opts.memoryBudgetBytes ?? 2 ** 31) * (1 - (this.opts.cacheShare ?? CACHE_SHARE))
   }
 
   private cacheBudget (): number {
-    return (this.opts.memoryBudgetBytes ?? 2 ** 31) * (this.opts.cacheShare ?? 0.25)
+    return (this.opts.memoryBudgetBytes ?? 2 ** 31) * (this.opts.cacheShare ?? CACHE_SHARE)
   }
 
   /** Moves to another range when that lifts the mesh's bottleneck enough (never when pinned). */
