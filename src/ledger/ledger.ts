@@ -475,7 +475,9 @@ export class Ledger {
     try {
       await this.store.append(record)
     } catch (err) {
-      throw new LedgerError('store-failed', `could not save ${what} (${(err as Error)?.message ?? err}); nothing changed. Free some storage and try again.`)
+      // The store's own message says what to do about a second writer; only a full disk calls for space.
+      const full = (err as any)?.code === 'ENOSPC' || (err as any)?.name === 'QuotaExceededError'
+      throw new LedgerError('store-failed', `could not save ${what} (${(err as Error)?.message ?? err}); nothing changed.${full ? ' Free some storage and try again.' : ''}`)
     }
   }
 
