@@ -12,6 +12,7 @@ import { InviterLink } from './invite.ts'
 import { SwarmService, type SwarmOptions } from '../swarm/swarm-service.ts'
 import { ledgerReputation } from './services/work-reputation.ts'
 import { ledgerPayments } from './services/work-payments.ts'
+import { lockDataDir } from './data-lock.ts'
 
 export interface StartAgentOptions {
   relayAddrs: string[]
@@ -32,6 +33,16 @@ export interface StartAgentOptions {
 
 /** Loads (or creates) this agent's identity, detects what it can offer, and joins the mesh. */
 export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
+  const unlock = opts.dataDir != null ? await lockDataDir(opts.dataDir) : undefined
+  try {
+    return await startWith(opts, unlock)
+  } catch (err) {
+    await unlock?.()
+    throw err
+  }
+}
+
+async function startWith (opts: StartAgentOptions, unlock?: () => Promise<void>): Promise<Agent> {
   const store = identityStore(opts.dataDir ?? '.data/peer')
   const identity = await loadOrCreateIdentity(store, opts.profile)
   const key = privateKeyToProtobuf(identity.privateKey)
@@ -48,6 +59,8 @@ export async function startAgent (opts: StartAgentOptions): Promise<Agent> {
     listen: opts.listen,
     announceIntervalMs: opts.announceIntervalMs,
     services: [
+      // Services stop in reverse order: the directory is given up after everything that writes to it.
+      ...(unlock != null ? [{ name: 'data-lock', start: async () => {}, stop: unlock }] : []),
       ledger,
       autonomy,
       // Inference is paid through the ledger, which starts before the swarm.

@@ -147,4 +147,10 @@ describe('a running peer asked to host a bad model', () => {
     expect((await peer.get('/v1/mesh/self')).name).toBe('cli-input')
     expect((await peer.post('/v1/swarm/host', { model: MODEL, layers: [0, 4] })).status).toBe(201)
   })
+
+  it('refuses a second agent on its data directory, which would fork its own ledger', async () => {
+    // The later --data wins over the one clawnetPeer gives.
+    expectRefused(await clawnetPeer(['--relay', relay.url, '--data', peer!.dataDir]), 1, /is in use by another clawnet agent/)
+    expect(peer!.child.exitCode).toBeNull()
+  })
 })
