@@ -6,6 +6,7 @@ import { BLOCK_VERSION, signBlock, ZERO_HASH, type Block, type UnsignedBlock } f
 import { Chain, type VerifyContext } from '../../src/ledger/chain.ts'
 import { DEFAULT_POLICY, type Policy } from '../../src/ledger/policy.ts'
 import { mineGenesis } from '../../src/ledger/grants.ts'
+import { encodeSyncMessage, MAX_GOSSIP_BYTES, type LedgerSync, type SyncMessage } from '../../src/ledger/sync.ts'
 
 export const T0 = Date.UTC(2025, 9, 29, 16, 35, 12)
 export const DAY = 24 * 3600 * 1000
@@ -81,4 +82,27 @@ export class World {
     await this.chain(a.id).append(b, this.ctx)
     return b
   }
+}
+
+/** Rounds of requests a pull may take before it is taken for a loop that never settles. */
+const MAX_PULL_ROUNDS = 64
+
+/** `to` hears `from`'s heads, then pulls over a simulated stream until nothing is missing. */
+export async function pull(from: LedgerSync, to: LedgerSync): Promise<void> {
+  let requests = (await to.handle(encodeSyncMessage(from.someHeads()), MAX_GOSSIP_BYTES)).requests
+  for (let round = 0; requests.length > 0; round++) {
+    if (round >= MAX_PULL_ROUNDS) throw new Error(`sync still asking after ${MAX_PULL_ROUNDS} rounds: ${JSON.stringify(requests.slice(0, 3))}`)
+    const next: SyncMessage[] = []
+    for (const r of requests) {
+      const reply = (await from.handle(encodeSyncMessage(r))).reply
+      if (reply) next.push(...(await to.handle(encodeSyncMessage(reply))).requests)
+    }
+    requests = next as typeof requests
+  }
+  await to.ledger.idle()
+}
+
+/** Every node pulls from every other once. */
+export async function meshRound(nodes: LedgerSync[]): Promise<void> {
+  for (const x of nodes) for (const y of nodes) if (x !== y) await pull(x, y)
 }

@@ -7,8 +7,8 @@ import { Ledger, type IngestOutcome } from '../../src/ledger/ledger.ts'
 import { MemoryStore } from '../../src/ledger/store-types.ts'
 import { DEFAULT_POLICY } from '../../src/ledger/policy.ts'
 import { makeProof, type DoubleSpendProof } from '../../src/ledger/doublespend.ts'
-import { encodeSyncMessage, LedgerSync, MAX_GOSSIP_BYTES, type SyncMessage } from '../../src/ledger/sync.ts'
-import { newAgent, T0, type TestAgent } from '../helpers/ledger-fixtures.ts'
+import { LedgerSync } from '../../src/ledger/sync.ts'
+import { meshRound, newAgent, pull, T0, type TestAgent } from '../helpers/ledger-fixtures.ts'
 
 const REG = DEFAULT_POLICY.grants.registration
 let m: TestAgent, p: TestAgent, q: TestAgent, r: TestAgent, x: TestAgent, y: TestAgent, z: TestAgent
@@ -128,21 +128,6 @@ describe('a receive of a send at or after a fork', () => {
 })
 
 describe('sync across a fork', () => {
-  async function pull(from: LedgerSync, to: LedgerSync): Promise<void> {
-    let requests = (await to.handle(encodeSyncMessage(from.someHeads()), MAX_GOSSIP_BYTES)).requests
-    while (requests.length > 0) {
-      const next: SyncMessage[] = []
-      for (const req of requests) {
-        const reply = (await from.handle(encodeSyncMessage(req))).reply
-        if (reply) next.push(...(await to.handle(encodeSyncMessage(reply))).requests)
-      }
-      requests = next as typeof requests
-    }
-    await to.ledger.idle()
-  }
-  async function meshRound(nodes: LedgerSync[]) {
-    for (const a of nodes) for (const b of nodes) if (a !== b) await pull(a, b)
-  }
 
   it('agents holding different branches fetch the other branch a receive needs and converge', async () => {
     const M = await open(m)

@@ -6,11 +6,11 @@ import { join } from 'node:path'
 import { CREDIT, hashBlock, signBlock } from '../../src/ledger/block.ts'
 import { Ledger } from '../../src/ledger/ledger.ts'
 import { makeProof } from '../../src/ledger/doublespend.ts'
-import { encodeSyncMessage, LedgerSync, MAX_GOSSIP_BYTES, type SyncMessage } from '../../src/ledger/sync.ts'
+import { LedgerSync } from '../../src/ledger/sync.ts'
 import { openStore as openFileStore } from '../../src/ledger/store.ts'
 import { openStore as openIdbStore } from '../../src/ledger/store.browser.ts'
 import { MemoryStore, type LedgerStore, type StoredRecord } from '../../src/ledger/store-types.ts'
-import { newAgent, T0, type TestAgent } from '../helpers/ledger-fixtures.ts'
+import { newAgent, pull, T0, type TestAgent } from '../helpers/ledger-fixtures.ts'
 
 const MIN = 60 * 1000
 let a: TestAgent, b: TestAgent, c: TestAgent
@@ -33,19 +33,6 @@ class FillingStore extends MemoryStore {
 const ownSeqs = (records: StoredRecord[], account: string) =>
   records.flatMap(r => (r.kind === 'block' && r.block.account === account ? [r.block.seq] : []))
 
-/** `to` hears `from`'s heads, then pulls over a simulated stream until nothing is missing. */
-async function pull(from: LedgerSync, to: LedgerSync): Promise<void> {
-  let requests = (await to.handle(encodeSyncMessage(from.someHeads()), MAX_GOSSIP_BYTES)).requests
-  for (let round = 0; requests.length > 0 && round < 16; round++) {
-    const next: SyncMessage[] = []
-    for (const r of requests) {
-      const reply = (await from.handle(encodeSyncMessage(r))).reply
-      if (reply) next.push(...(await to.handle(encodeSyncMessage(reply))).requests)
-    }
-    requests = next as typeof requests
-  }
-  await to.ledger.idle()
-}
 
 describe('file store on a damaged disk', () => {
   const log = (name: string) => join(dir, name, 'ledger.log')

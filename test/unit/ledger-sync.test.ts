@@ -3,8 +3,8 @@ import { CREDIT, hashBlock, signBlock, type Block } from '../../src/ledger/block
 import { Ledger } from '../../src/ledger/ledger.ts'
 import { MemoryStore } from '../../src/ledger/store-types.ts'
 import { DEFAULT_POLICY } from '../../src/ledger/policy.ts'
-import { checkSyncBody, creditTransfer, encodeSyncMessage, LedgerSync, MAX_GOSSIP_BYTES, MAX_RANGE, type SyncMessage } from '../../src/ledger/sync.ts'
-import { newAgent, T0, type TestAgent } from '../helpers/ledger-fixtures.ts'
+import { checkSyncBody, creditTransfer, encodeSyncMessage, LedgerSync, MAX_GOSSIP_BYTES, MAX_RANGE } from '../../src/ledger/sync.ts'
+import { meshRound, newAgent, pull, T0, type TestAgent } from '../helpers/ledger-fixtures.ts'
 
 const REG = DEFAULT_POLICY.grants.registration
 let agents: TestAgent[]
@@ -16,23 +16,6 @@ async function node(i: number, clock = () => T0) {
   return new LedgerSync(await Ledger.open(new MemoryStore(), agents[i].key, { clock }))
 }
 
-/** `to` hears `from`'s heads, then pulls over a simulated stream until nothing is missing. */
-async function pull(from: LedgerSync, to: LedgerSync): Promise<void> {
-  let requests = (await to.handle(encodeSyncMessage(from.someHeads()), MAX_GOSSIP_BYTES)).requests
-  while (requests.length > 0) {
-    const next: SyncMessage[] = []
-    for (const r of requests) {
-      const reply = (await from.handle(encodeSyncMessage(r))).reply
-      if (reply) next.push(...(await to.handle(encodeSyncMessage(reply))).requests)
-    }
-    requests = next as typeof requests
-  }
-  await to.ledger.idle()
-}
-
-async function meshRound(nodes: LedgerSync[]) {
-  for (const x of nodes) for (const y of nodes) if (x !== y) await pull(x, y)
-}
 
 const states = (s: LedgerSync) => s.ledger.accounts().map(x => [x.account, x.balance, x.pending, x.seq]).sort()
 
