@@ -208,11 +208,6 @@ function run (swarm: SwarmService, p: GenerateParams, signal: AbortSignal, onTex
   })()
 }
 
-/** Waits until the generation is under way, so that a failure to start is the response's status. */
-async function underway (job: Promise<unknown>, started: Promise<void>): Promise<void> {
-  await Promise.race([job, started])
-}
-
 function usageOf (r: { promptTokens: number[], tokens: number[] }): { prompt_tokens: number, completion_tokens: number, total_tokens: number } {
   return { prompt_tokens: r.promptTokens.length, completion_tokens: r.tokens.length, total_tokens: r.promptTokens.length + r.tokens.length }
 }
@@ -251,7 +246,8 @@ async function stream (swarm: SwarmService, p: GenerateParams, signal: AbortSign
     if (includeUsage) ch.push({ ...chunk('', null), choices: [], usage: usageOf(r) })
     ch.end()
   }, err => ch.end(err))
-  await underway(job, started)
+  // Until the chain is open a failure is still the response's HTTP status.
+  await Promise.race([job, started])
   return new EventStream(ch.iterable)
 }
 
