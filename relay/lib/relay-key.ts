@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { makeDir } from '../../src/make-dir.ts'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -15,7 +16,7 @@ export async function loadRelayKey (dataDir: string): Promise<PrivateKey> {
     if (err.code !== 'ENOENT') throw new Error(`cannot read relay key ${file}: ${err.message}`)
   }
   const key = await generateKeyPair('Ed25519')
-  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  await makeDir(dataDir, 0o700)
   await writeFile(`${file}.tmp`, privateKeyToProtobuf(key), { mode: 0o600 })
   await rename(`${file}.tmp`, file)
   return key

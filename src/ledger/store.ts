@@ -2,9 +2,10 @@
 // [u32 length][u32 crc32][JSON payload]; each append is fsynced before it resolves, and a frame
 // torn by a crash (short or failing its checksum) is cut off on open, so a record is either
 // wholly there or absent. Browsers get store.browser.ts via package.json "browser".
-import { open, mkdir, type FileHandle } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
+import { makeDir } from '../make-dir.ts'
 import type { LedgerStore, StoredRecord } from './store-types.ts'
 
 export type { LedgerStore, StoredRecord } from './store-types.ts'
@@ -15,7 +16,7 @@ const HEADER = 8
 const RECORD_START = new TextEncoder().encode('{"kind":"')
 
 export async function openStore(dir: string): Promise<LedgerStore> {
-  await mkdir(dir, { recursive: true })
+  await makeDir(dir)
   const path = join(dir, 'ledger.log')
   const fh = await open(path, 'a+')
   try {

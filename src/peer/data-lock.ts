@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto'
-import { mkdir, realpath, unlink } from 'node:fs/promises'
+import { realpath, unlink } from 'node:fs/promises'
 import { connect, createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { makeDir } from '../make-dir.ts'
 
 /**
  * Node: one agent per data directory. Two processes on one directory would announce one peer id
@@ -11,7 +12,9 @@ import { join } from 'node:path'
  * is never mistaken for a live agent. Returns the release.
  */
 export async function lockDataDir (dir: string): Promise<() => Promise<void>> {
-  await mkdir(dir, { recursive: true, mode: 0o700 })
+  await makeDir(dir, 0o700).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(`cannot create the data directory ${dir} (${err.code ?? err.message}): give --data a directory this user can write`)
+  })
   const real = await realpath(dir)
   // Named by the directory, not placed in it: socket paths are limited to about 100 bytes.
   const id = createHash('sha256').update(real).digest('hex').slice(0, 24)

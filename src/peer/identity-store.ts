@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { makeDir } from '../make-dir.ts'
 import type { IdentityStore, StoredIdentity } from './identity.ts'
 
 /** Node: identity.json in the agent's data directory, written atomically, readable only by its owner. */
@@ -18,7 +19,7 @@ export function identityStore (dataDir: string): IdentityStore {
       return { key: Buffer.from(raw.key, 'base64'), profile: raw.profile }
     },
     async save (id: StoredIdentity) {
-      await mkdir(dataDir, { recursive: true, mode: 0o700 })
+      await makeDir(dataDir, 0o700)
       const tmp = `${file}.${process.pid}.tmp`
       await writeFile(tmp, JSON.stringify({ key: Buffer.from(id.key).toString('base64'), profile: id.profile }, null, 2), { mode: 0o600 })
       await rename(tmp, file)

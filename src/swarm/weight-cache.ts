@@ -1,6 +1,7 @@
 // Node: cached weight pieces live as files under the agent's data directory.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { makeDir } from '../make-dir.ts'
 import type { ChunkStore } from './cached-source.ts'
 
 export function chunkStore (dir = '.data/weights'): ChunkStore {
@@ -14,7 +15,7 @@ export function chunkStore (dir = '.data/weights'): ChunkStore {
       }
     },
     async put (key, bytes) {
-      await mkdir(dir, { recursive: true })
+      await makeDir(dir)
       const file = path(key)
       await writeFile(`${file}.tmp`, bytes)
       await rename(`${file}.tmp`, file)

@@ -128,6 +128,15 @@ describe.concurrent('clawnet peer refuses bad input', () => {
     expectRefused(apiBusy, 1, new RegExp(`--api 127\\.0\\.0\\.1:${busyPort}: the port is in use`))
     expectRefused(unknown, 2, /Unknown option '--bogus'/)
   })
+
+  it('--data: a file, and a place no directory can be made (procfs, where Node\'s own mkdir -p never returns)', async () => {
+    const [file, proc] = await Promise.all([
+      clawnetPeer(['--relay', relay.url, '--data', join(dir, 'notes.txt', 'peer')]),
+      clawnetPeer(['--relay', relay.url, '--data', '/proc/clawnet-peer-cli'])
+    ])
+    expectRefused(file, 1, /cannot create the data directory .*notes\.txt\/peer \(ENOTDIR\): give --data a directory/)
+    expectRefused(proc, 1, /cannot create the data directory \/proc\/clawnet-peer-cli \(ENOENT\)/)
+  })
 })
 
 describe('a running peer asked to host a bad model', () => {
