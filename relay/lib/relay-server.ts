@@ -5,10 +5,9 @@ import { existsSync } from 'node:fs'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { webSockets } from '@libp2p/websockets'
 import { identify } from '@libp2p/identify'
-import { ping } from '@libp2p/ping'
 import { gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
-import { gossipOptions } from '../../src/mesh/node.ts'
+import { gossipOptions, LIVENESS, pingService } from '../../src/mesh/node.ts'
 import { Inbox } from '../../src/mesh/inbox.ts'
 import { TOPICS, TOPIC_TYPES } from '../../src/mesh/topics.ts'
 import { PROTOCOL_VERSION } from '../../src/protocol/version.ts'
@@ -80,9 +79,10 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
     // gossipsub opens its outbound streams one peer at a time: a peer that vanished without closing
     // holds the queue for the whole negotiation timeout, so keep that short.
     connectionManager: { maxConnections: 1024, inboundConnectionThreshold: 20, outboundStreamProtocolNegotiationTimeout: 3000, inboundStreamProtocolNegotiationTimeout: 3000 },
+    ...LIVENESS,
     services: {
       identify: identify(),
-      ping: ping(),
+      ping: pingService(),
       relay: circuitRelayServer({
         reservations: {
           maxReservations: opts.maxReservations ?? 512,

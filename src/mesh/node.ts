@@ -43,6 +43,23 @@ export function gossipOptions (): Parameters<typeof gossipsub>[0] {
 }
 
 /**
+ * How agents and the relay tell a live link from a dead one. libp2p's connection monitor pings
+ * every link every 10 s and aborts it when a ping fails; by default after 5 s, which a node whose
+ * event loop is busy for a few seconds misses: a Node host's synchronous forward over a long
+ * prompt, a tab in the background, a mesh of agents in one process on two cores. Its links, the
+ * relay's included (and with it every relayed link) were torn down while healthy: over a hundred
+ * per minute with sixteen agents in one process. The monitor's pings also share the ping
+ * protocol with the agents' RTT pings, which it allowed one at a time per link: when both met, the
+ * monitor took the refused stream for a dead link and aborted it.
+ */
+export const LIVENESS = {
+  connectionMonitor: { pingTimeout: { minTimeout: 20_000 } }
+}
+
+/** Room for the monitor's pings, which pile up while the other end is stalled, beside the agents' own. */
+export const pingService = (): ReturnType<typeof ping> => ping({ maxOutboundStreams: 8, maxInboundStreams: 8 })
+
+/**
  * One libp2p node for an agent, browser or Node: the libp2p packages pick their platform
  * builds themselves (native WebSocket/RTCPeerConnection in browsers, ws/node-datachannel in Node);
  * Node agents can also dial TCP, and listen on it when given addresses (transports.ts).
@@ -63,9 +80,10 @@ export async function createAgentNode (opts: AgentNodeOptions): Promise<AgentNod
     connectionGater: { denyDialMultiaddr: () => false },
     // gossipsub opens outbound streams one peer at a time; a vanished peer must not hold the queue long.
     connectionManager: { maxConnections: 200, outboundStreamProtocolNegotiationTimeout: 3000, inboundStreamProtocolNegotiationTimeout: 3000 },
+    ...LIVENESS,
     services: {
       identify: identify(),
-      ping: ping(),
+      ping: pingService(),
       pubsub: gossipsub(gossipOptions())
     }
   }) as AgentNode

@@ -6,6 +6,23 @@ import { startRelay } from '../helpers/relay.ts'
 import { waitFor } from '../helpers/peer-process.ts'
 import { startAgent } from '../../src/peer/start.ts'
 import type { Agent } from '../../src/peer/agent.ts'
+import { TOPICS } from '../../src/mesh/topics.ts'
+
+/** What gossipsub knows of `a`, from `a` and from every other agent: why it might hear nothing. */
+function gossipState (a: Agent, all: Agent[]): string {
+  const others = all.filter(x => x !== a)
+  const count = (f: (x: Agent) => boolean): number => others.filter(f).length
+  // gossipsub's class has it; the service's interface does not.
+  const meshOf = (x: Agent): string[] => (x.node.services.pubsub as unknown as { getMeshPeers: (topic: string) => string[] }).getMeshPeers(TOPICS.tavern)
+  const pubsub = a.node.services.pubsub
+  const snap = a.snapshot()
+  return `${snap.self.name}: ${a.node.getConnections().length} links, relay ${snap.self.relay.connected ? 'connected' : 'not connected'}, ` +
+    `gossip peers ${pubsub.getPeers().length}, tavern mesh ${meshOf(a).length}; ` +
+    `of the others ${count(x => x.node.services.pubsub.getPeers().some(p => p.equals(a.node.peerId)))} know it, ` +
+    `${count(x => x.node.services.pubsub.getSubscribers(TOPICS.tavern).some(p => p.equals(a.node.peerId)))} see it subscribed, ` +
+    `${count(x => meshOf(x).includes(a.id))} mesh it; ` +
+    `peers ${snap.peers.length}, rejected ${JSON.stringify(snap.diagnostics.rejected)}`
+}
 
 /**
  * Every agent here shares one IP (as peers behind one NAT do, and as every relayed peer does from
@@ -35,15 +52,15 @@ describe('a mesh bigger than ten agents on one IP', () => {
     // first announces 8-9 s after it starts.
     await waitFor('the newest agent to see the fifteen others', () => last.snapshot().peers.length === 15, 30_000, 500).catch(err => {
       const known = new Set(last.snapshot().peers.map(p => p.id))
-      const missing = agents.slice(0, -1).filter(a => !known.has(a.id)).map(a => `${a.snapshot().self.name} (links to the newest: ${(a as any).node.getConnections().filter((c: any) => c.remotePeer.toString() === last.id).map((c: any) => c.remoteAddr.toString().replace(/\/p2p\/\w+$/, '')).join(' ') || 'none'})`)
-      throw new Error(`${err.message}: it sees ${known.size}, with ${(last as any).node.getConnections().length} connections; missing ${missing.join(', ')}; rejected ${JSON.stringify(last.snapshot().diagnostics.rejected)}`)
+      const missing = agents.slice(0, -1).filter(a => !known.has(a.id)).map(a => `${gossipState(a, agents)} (links to the newest: ${a.node.getConnections(last.node.peerId).map(c => c.remoteAddr.toString().replace(/\/p2p\/\w+$/, '')).join(' ') || 'none'})`)
+      throw new Error(`${err.message}: it sees ${known.size}; missing ${missing.join(', ')}; ${gossipState(last, agents)}`)
     })
     await waitFor('every agent to see the newest', () => agents.slice(0, -1).every(a => a.snapshot().peers.some(p => p.id === last.id)), 30_000, 500)
     await last.sendTavern('hello from the newest')
     await waitFor('every other agent to get its tavern message', () =>
       agents.slice(0, -1).every(a => a.snapshot().tavern.some(m => m.from === last.id)), 30_000, 500).catch(err => {
       const missing = agents.slice(0, -1).filter(a => !a.snapshot().tavern.some(m => m.from === last.id))
-      throw new Error(`${err.message}: ${missing.map(a => `${a.snapshot().self.name} (peers ${a.snapshot().peers.length}, rejected ${JSON.stringify(a.snapshot().diagnostics.rejected)})`).join(', ')}`)
+      throw new Error(`${err.message}: ${missing.map(a => gossipState(a, agents)).join('; ')}; the newest: ${gossipState(last, agents)}`)
     })
   })
 })
