@@ -22,6 +22,7 @@ import { serveFile } from './static.ts'
 import { modelManifests } from './model-manifests.ts'
 import { streamMuxer } from '../../src/mesh/muxer.ts'
 import { connectionEncrypter } from '../../src/mesh/encrypter.ts'
+import { GossipRepair, GOSSIP_REPAIR_EVERY_MS } from '../../src/mesh/gossip-repair.ts'
 
 export interface RelayOptions {
   host?: string
@@ -105,6 +106,9 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
       return IGNORED.includes(d.reason) ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
     })
   }
+  // Every agent that meets others through the relay depends on its streams to them.
+  const repair = new GossipRepair(node)
+  const repairTimer = setInterval(() => { repair.check() }, GOSSIP_REPAIR_EVERY_MS)
   const peerId = node.peerId.toString()
   const multiaddrs = [`${publicAddr}/p2p/${peerId}`]
   const url = `http://${host}:${port}/`
@@ -135,7 +139,8 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
           peerId,
           multiaddrs,
           peers: node.getPeers().length,
-          rejected: inbox.counts
+          rejected: inbox.counts,
+          gossipRepairs: { attempts: repair.attempts, repaired: repair.repaired }
         }))
         return
       }
@@ -162,6 +167,7 @@ export async function startRelay (opts: RelayOptions = {}): Promise<RelayHandle>
     node,
     inbox,
     async stop () {
+      clearInterval(repairTimer)
       await node.stop()
       http.closeAllConnections()
       await new Promise<void>(res => (http as Server).close(() => res()))

@@ -21,6 +21,7 @@ import type { AgentEvent, AgentSnapshot, ChatView } from './types.ts'
 import type { AgentContext, AgentService } from './service.ts'
 import { startTicker } from './ticker.ts'
 import { LinkHygiene } from '../mesh/link-hygiene.ts'
+import { GossipRepair, GOSSIP_REPAIR_EVERY_MS } from '../mesh/gossip-repair.ts'
 
 export interface AgentOptions {
   identity: Identity
@@ -57,6 +58,7 @@ export class Agent implements AgentHandle {
   private readonly announceMs: number
   private readonly rtts = new RttSamples()
   private readonly hygiene: LinkHygiene
+  private readonly gossipRepair: GossipRepair
   private readonly dialing = new Set<string>()
   private readonly startedAt = Date.now()
   private stopTicker?: () => void
@@ -79,6 +81,7 @@ export class Agent implements AgentHandle {
     this.announceMs = opts.announceIntervalMs ?? 10_000
     this.relay = new RelayLink(node, opts.relayAddrs, () => this.changed())
     this.hygiene = new LinkHygiene(node, this.id)
+    this.gossipRepair = new GossipRepair(node)
     this.services = opts.services ?? []
   }
 
@@ -128,6 +131,7 @@ export class Agent implements AgentHandle {
     })
     for (const service of this.services) await service.start(ctx)
     this.relay.start()
+    this.jobs.push({ everyMs: GOSSIP_REPAIR_EVERY_MS, due: Date.now() + GOSSIP_REPAIR_EVERY_MS, run: () => { this.gossipRepair.check() } })
     this.stopTicker = startTicker(TICK_MS, () => { void this.tick() })
     // pubsub's first messages are often lost while the mesh forms: announce early and often at start.
     for (const ms of [300, 1200, 2500]) setTimeout(() => { void this.announce() }, ms)
@@ -433,7 +437,7 @@ export class Agent implements AgentHandle {
       },
       peers: this.table.list(),
       tavern: this.chat.list(),
-      diagnostics: { accepted: this.inbox.accepted, rejected: { ...this.inbox.counts }, recent: this.inbox.recent.slice(), redundantLinksClosed: this.hygiene.closed }
+      diagnostics: { accepted: this.inbox.accepted, rejected: { ...this.inbox.counts }, recent: this.inbox.recent.slice(), redundantLinksClosed: this.hygiene.closed, gossipRepairs: { attempts: this.gossipRepair.attempts, repaired: this.gossipRepair.repaired } }
     }
   }
 }

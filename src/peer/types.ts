@@ -51,6 +51,8 @@ export interface DiagnosticsView {
   recent: Rejection[]
   /** Links to other agents closed because a TCP link to the same agent made them redundant. */
   redundantLinksClosed: number
+  /** Neighbours gossip had no stream to (see mesh/gossip-repair.ts): identifies sent, streams back. */
+  gossipRepairs: { attempts: number, repaired: number }
 }
 
 export interface AgentSnapshot {
