@@ -21,9 +21,13 @@ const u32Scratch = new Uint32Array(f32Scratch.buffer)
 /** Round-to-nearest-even float32 -> float16 bits, as ggml's GGML_FP32_TO_FP16. */
 export function f32ToF16 (value: number): number {
   f32Scratch[0] = value
-  const x = u32Scratch[0]
+  return f32BitsToF16(u32Scratch[0])
+}
+
+/** f32ToF16 of a float32 given by its bits. */
+function f32BitsToF16 (x: number): number {
   const sign = (x >>> 16) & 0x8000
-  let exp = ((x >>> 23) & 0xff) - 127 + 15
+  const exp = ((x >>> 23) & 0xff) - 127 + 15
   let mant = x & 0x7fffff
   if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0)
   if (exp >= 31) return sign | 0x7c00
@@ -43,13 +47,36 @@ export function f32ToF16 (value: number): number {
   return sign | half
 }
 
-function dequantF32 (src: Uint8Array, dst: Float32Array): void {
-  new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(src.subarray(0, dst.byteLength))
+// The bulk conversions below work on bits rather than through DataView and Math: hidden states
+// cross every hop in f16 (a long prefill is millions of values) and F16 tensors load through
+// them. Like dequantF32 they take the host to be little-endian, as every WebGPU/WASM platform is.
+
+/** float16 values (little-endian bytes, any alignment) into `dst`. */
+export function f16BytesToF32 (src: Uint8Array, dst: Float32Array): void {
+  const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length)
+  for (let i = 0; i < dst.length; i++) {
+    const h = src[2 * i] | (src[2 * i + 1] << 8)
+    const sign = (h & 0x8000) << 16
+    const exp = (h >> 10) & 0x1f
+    const frac = h & 0x3ff
+    if (exp === 0) dst[i] = (sign !== 0 ? -frac : frac) * 2 ** -24
+    else if (exp === 31) bits[i] = sign | 0x7f800000 | (frac << 13)
+    else bits[i] = sign | ((exp + 112) << 23) | (frac << 13)
+  }
 }
 
-function dequantF16 (src: Uint8Array, dst: Float32Array): void {
-  const view = new DataView(src.buffer, src.byteOffset, src.byteLength)
-  for (let i = 0; i < dst.length; i++) dst[i] = f16ToF32(view.getUint16(2 * i, true))
+/** `src` rounded to float16 (as f32ToF16), into `dst` as little-endian bytes. */
+export function f32ToF16Bytes (src: Float32Array, dst: Uint8Array): void {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length)
+  for (let i = 0; i < src.length; i++) {
+    const h = f32BitsToF16(bits[i])
+    dst[2 * i] = h & 0xff
+    dst[2 * i + 1] = h >>> 8
+  }
+}
+
+function dequantF32 (src: Uint8Array, dst: Float32Array): void {
+  new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(src.subarray(0, dst.byteLength))
 }
 
 function dequantBF16 (src: Uint8Array, dst: Float32Array): void {
@@ -127,7 +154,7 @@ function dequantQ6_K (src: Uint8Array, dst: Float32Array): void {
 
 const TYPES: Partial<Record<GgmlType, TypeInfo>> = {
   [GgmlType.F32]: { name: 'F32', blockElements: 1, blockBytes: 4, dequantize: dequantF32 },
-  [GgmlType.F16]: { name: 'F16', blockElements: 1, blockBytes: 2, dequantize: dequantF16 },
+  [GgmlType.F16]: { name: 'F16', blockElements: 1, blockBytes: 2, dequantize: f16BytesToF32 },
   [GgmlType.BF16]: { name: 'BF16', blockElements: 1, blockBytes: 2, dequantize: dequantBF16 },
   [GgmlType.Q4_0]: { name: 'Q4_0', blockElements: 32, blockBytes: 18, dequantize: dequantQ4_0 },
   [GgmlType.Q8_0]: { name: 'Q8_0', blockElements: 32, blockBytes: 34, dequantize: dequantQ8_0 },

@@ -6,7 +6,7 @@ import { openFileSource } from '../../src/model/source.ts'
 import { readGgufHeader, readGgufTensor } from '../../src/model/gguf.ts'
 import { openModelSource } from '../../src/model/open-model.ts'
 import { readTensor } from '../../src/model/model-file.ts'
-import { dequantize, f16ToF32, f32ToF16, GgmlType } from '../../src/model/ggml-types.ts'
+import { dequantize, f16BytesToF32, f16ToF32, f32ToF16, f32ToF16Bytes, GgmlType } from '../../src/model/ggml-types.ts'
 import { quantize } from '../../src/model/quantize.ts'
 import { meta, writeGguf } from '../../src/model/gguf-writer.ts'
 import { gaussian } from '../../src/model/random-model.ts'
@@ -94,6 +94,28 @@ describe('ggml dequantization', () => {
     for (const v of [0, 1, -2.5, 65504, 6.1035e-5, 1e-7, 0.1]) expect(f16ToF32(f32ToF16(v))).toBeCloseTo(v, 4)
     expect(f32ToF16(1 + 2 ** -11)).toBe(0x3c00) // tie: stays even
     expect(f32ToF16(1 + 3 * 2 ** -11)).toBe(0x3c02)
+  })
+
+  it('the bulk f16 conversions agree with the scalar ones on every half and on awkward floats', () => {
+    // Every float16 bit pattern, from bytes at an odd offset (frames arrive at any alignment).
+    const bytes = new Uint8Array(1 + 2 * 65536)
+    for (let h = 0; h < 65536; h++) { bytes[1 + 2 * h] = h & 0xff; bytes[2 + 2 * h] = h >> 8 }
+    const halves = new Float32Array(65536)
+    f16BytesToF32(bytes.subarray(1), halves)
+    for (let h = 0; h < 65536; h++) {
+      if (!Object.is(halves[h], f16ToF32(h)) && !(Number.isNaN(halves[h]) && Number.isNaN(f16ToF32(h)))) throw new Error(`half 0x${h.toString(16)}: ${halves[h]} vs ${f16ToF32(h)}`)
+    }
+    // Ties, subnormals, overflow, infinities, NaN, signed zeros, and random bit patterns.
+    const floats = new Float32Array(20_000)
+    floats.set([0, -0, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 65504, 65520, 1e9, -Infinity, Infinity, NaN, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 6.1e-5, -1e-7])
+    const bits = new Uint32Array(floats.buffer)
+    for (let i = 15, x = 12345; i < bits.length; i++) { x = (Math.imul(x, 1103515245) + 12345) >>> 0; bits[i] = x }
+    const out = new Uint8Array(2 * floats.length)
+    f32ToF16Bytes(floats, out)
+    const view = new DataView(out.buffer)
+    for (let i = 0; i < floats.length; i++) {
+      if (view.getUint16(2 * i, true) !== f32ToF16(floats[i])) throw new Error(`float ${floats[i]}: 0x${view.getUint16(2 * i, true).toString(16)} vs 0x${f32ToF16(floats[i]).toString(16)}`)
+    }
   })
 
   it('Q8_0 and Q4_0 blocks decode per the ggml layout', () => {

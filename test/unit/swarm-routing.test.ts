@@ -151,6 +151,16 @@ describe('tensor codec', () => {
     expect(decodeTensor(encodeTensor(new Float32Array(dim), 'q8', dim), 'q8', 1, dim)).toEqual(new Float32Array(dim))
     expect(decodeTensor(encodeTensor(q, 'q8', dim), 'q8', 3, dim)).toEqual(q)
   })
+  it('decodes a frame wherever it sits in the buffer it arrived in (length-prefixed frames start at any byte)', () => {
+    const dim = 8
+    const x = Float32Array.from({ length: 2 * dim }, (_, i) => Math.cos(i) * 10)
+    for (const dtype of ['f32', 'f16', 'q8'] as const) {
+      const bytes = encodeTensor(x, dtype, dim)
+      const packet = new Uint8Array(bytes.byteLength + 3)
+      packet.set(bytes, 3)
+      expect(decodeTensor(packet.subarray(3), dtype, 2, dim)).toEqual(decodeTensor(bytes, dtype, 2, dim))
+    }
+  })
   it('rounds half to nearest even and saturates to infinity', () => {
     expect(toHalf(1)).toBe(0x3c00)
     expect(fromHalf(toHalf(65520))).toBe(Infinity)
