@@ -158,6 +158,8 @@ describe('the mesh: relay, three browsers, one headless peer', () => {
     await pages[0].screenshot({ path: join(ROOT, 'docs/screenshots/dashboard.png'), fullPage: true })
     await pages[1].screenshot({ path: join(ROOT, 'docs/screenshots/dashboard-tavern.png') })
     expect((await peerIds(pages[0])).length).toBe(3)
+    // The link upkeep the agent did, as its snapshot has it.
+    expect(await pages[0].getByTestId('diag-links').innerText()).toMatch(/^\d+ redundant links closed · gossip streams reopened: \d+ of \d+ tries$/)
   })
 
   it('a reload keeps the agent id', async () => {
