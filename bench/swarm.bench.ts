@@ -238,6 +238,8 @@ async function benchModel (m: BenchModel, dir: string): Promise<Record<string, u
       chains: figures,
       // Round by round: the 4-host and the 1-host chain take their turns within seconds of each other.
       four_peer_vs_one_peer: roundRatio(four.push, one.push),
+      // Each round's own ratio, in round order: how far this machine's noise spreads the median.
+      four_peer_vs_one_peer_by_round: four.push.map((x, i) => ratio(x, one.push[i])),
       // What the ratio would be if the extra hops' messages cost nothing.
       four_peer_vs_one_peer_compute_only: roundRatio(one.compute, four.compute),
       four_peer_vs_one_peer_client_relayed: roundRatio(four.relayed, one.relayed),
