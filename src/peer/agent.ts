@@ -131,7 +131,7 @@ export class Agent implements AgentHandle {
     })
     for (const service of this.services) await service.start(ctx)
     this.relay.start()
-    this.jobs.push({ everyMs: GOSSIP_REPAIR_EVERY_MS, due: Date.now() + GOSSIP_REPAIR_EVERY_MS, run: () => { this.gossipRepair.check() } })
+    ctx.every(GOSSIP_REPAIR_EVERY_MS, () => { this.gossipRepair.check() })
     this.stopTicker = startTicker(TICK_MS, () => { void this.tick() })
     // pubsub's first messages are often lost while the mesh forms: announce early and often at start.
     for (const ms of [300, 1200, 2500]) setTimeout(() => { void this.announce() }, ms)
