@@ -24,16 +24,20 @@ export function encodeTensor (data: Float32Array, dtype: WireDType, dim: number)
   const out = new Uint8Array(rows * rowBytes(dtype, dim))
   if (dtype === 'f32') out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
   else if (dtype === 'f16') f32ToF16Bytes(data, out)
-  else for (let r = 0; r < rows; r++) encodeQ8Row(data.subarray(r * dim, (r + 1) * dim), out, r * (4 + dim))
+  else {
+    const view = new DataView(out.buffer)
+    for (let r = 0; r < rows; r++) encodeQ8Row(data.subarray(r * dim, (r + 1) * dim), out, view, r * (4 + dim))
+  }
   return out
 }
 
-function encodeQ8Row (row: Float32Array, out: Uint8Array, at: number): void {
+/** One token at byte `at` of `out` (`view` over the same bytes, for its scale). */
+function encodeQ8Row (row: Float32Array, out: Uint8Array, view: DataView, at: number): void {
   let max = 0
   for (const v of row) max = Math.max(max, Math.abs(v))
   const scale = max / 127
-  new DataView(out.buffer, out.byteOffset).setFloat32(at, scale, true)
-  const q = new Int8Array(out.buffer, out.byteOffset + at + 4, row.length)
+  view.setFloat32(at, scale, true)
+  const q = new Int8Array(out.buffer, at + 4, row.length)
   if (scale !== 0) for (let i = 0; i < row.length; i++) q[i] = Math.round(row[i] / scale)
 }
 
