@@ -58,7 +58,7 @@ export function ledgerRoutes (agent: AgentHandle): Route[] {
       path: /^\/v1\/ledger\/diagnostics$/,
       handle: () => {
         const v = ledger().view()
-        return { counters: v.counters, recent: v.recent, flagged: v.flagged, audit: v.audit }
+        return { counters: v.counters, recent: v.recent, flagged: v.flagged, audit: v.audit, ownChain: v.ownChain }
       }
     },
     {

@@ -20,6 +20,13 @@ export interface LedgerOptions {
   clock?: () => number
   /** Acknowledge incoming sends automatically (the payee's half of a transfer). */
   autoReceive?: boolean
+  /**
+   * No own block is signed before this settles. An agent whose stored chain may be behind the
+   * one the mesh holds (restored from a backup, or its ledger lost while its key was kept) would
+   * otherwise sign a second block at a seq it already used: a fork, which brands it a cheat.
+   * Genesis waits too, unless the chain is not yet known to anyone (a new identity).
+   */
+  signAfter?: Promise<unknown>
 }
 
 export type IngestOutcome =
@@ -83,6 +90,8 @@ export class Ledger {
   private readonly listeners = new Map<keyof LedgerEvents, Set<(e: any) => void>>()
   private readonly clock: () => number
   private readonly autoReceive: boolean
+  /** Unset once signing may go on (see LedgerOptions.signAfter). */
+  private held?: Promise<unknown>
   private queue: Promise<unknown> = Promise.resolve()
 
   private constructor(private readonly store: LedgerStore, private readonly key: PrivateKey, opts: LedgerOptions) {
@@ -90,6 +99,8 @@ export class Ledger {
     this.policy = opts.policy ?? DEFAULT_POLICY
     this.clock = opts.clock ?? Date.now
     this.autoReceive = opts.autoReceive ?? true
+    // Whether the wait ends well or not, signing goes on: the caller decides when it is safe.
+    if (opts.signAfter != null) this.held = opts.signAfter.catch(() => undefined).then(() => { this.held = undefined })
   }
 
   /** Replays the store (rules re-checked, signatures trusted: the store holds only verified blocks) and writes genesis for a new agent. */
@@ -101,7 +112,10 @@ export class Ledger {
       else l.byHash.set(await l.chainOf(r.block.account).append(r.block, l.ctx(), 'store'), r.block)
     }
     if (l.own.claimed.seq < 0) {
-      await l.extend({ type: 'genesis', amount: l.policy.grants.registration, memo: opts.owner ?? '' })
+      const genesis = l.genesis(opts.owner ?? '')
+      // Held back, genesis comes once the mesh had its say: it may still hold the chain.
+      if (opts.signAfter == null) await genesis
+      else genesis.catch(err => l.emit('rejected', { reason: err.reason ?? 'store-failed', detail: String(err.message) }))
     }
     // A send stored just before the agent died (a killed process, a reloaded tab) was never
     // received, and nothing else would ever bring it back: it arrives as a duplicate.
@@ -441,18 +455,39 @@ export class Ledger {
    * The required fee is added here; `fields.fee` is only the declared part of a 'fee' block.
    */
   private extend(fields: Partial<UnsignedBlock> & Pick<UnsignedBlock, 'type'>): Promise<Block> {
-    return this.serial(async () => {
-      const s = this.own.claimed
-      const base: UnsignedBlock = {
-        v: BLOCK_VERSION, account: this.id, seq: s.seq + 1, prev: s.head, amount: 0, counterparty: '', ref: ZERO_HASH, memo: '',
-        ts: Math.max(this.clock(), s.lastTs), ...fields, fee: 0
-      }
-      const priced = { ...base, fee: (fields.fee ?? 0) + requiredFee(this.policy, base, s.seq < 0 ? undefined : s.lastTs) }
-      const unsigned = base.type === 'genesis' ? mineGenesis(priced, this.policy.grants.registrationWorkBits) : priced
-      const b = await signBlock(unsigned, this.key)
-      await this.commit(this.own, await this.own.check(b, this.ctx(), 'self'), true)
-      return b
-    })
+    return this.whenSigning(() => this.serial(() => this.signNext(fields)))
+  }
+
+  /** The registration grant, unless the own chain has one by then (brought back from peers). */
+  private genesis(owner: string): Promise<Block | undefined> {
+    return this.whenSigning(() => this.serial(async () => {
+      if (this.own.claimed.seq >= 0) return undefined
+      return await this.signNext({ type: 'genesis', amount: this.policy.grants.registration, memo: owner })
+    }))
+  }
+
+  /** Runs `fn` now, or once signing is no longer held back (queued in call order either way). */
+  private whenSigning<T>(fn: () => Promise<T>): Promise<T> {
+    return this.held == null ? fn() : this.held.then(fn)
+  }
+
+  /** Whether own blocks wait for the mesh to confirm the own chain (LedgerOptions.signAfter). */
+  get signingHeld(): boolean {
+    return this.held != null
+  }
+
+  /** Signs and commits the next own block; runs in the queue. */
+  private async signNext(fields: Partial<UnsignedBlock> & Pick<UnsignedBlock, 'type'>): Promise<Block> {
+    const s = this.own.claimed
+    const base: UnsignedBlock = {
+      v: BLOCK_VERSION, account: this.id, seq: s.seq + 1, prev: s.head, amount: 0, counterparty: '', ref: ZERO_HASH, memo: '',
+      ts: Math.max(this.clock(), s.lastTs), ...fields, fee: 0
+    }
+    const priced = { ...base, fee: (fields.fee ?? 0) + requiredFee(this.policy, base, s.seq < 0 ? undefined : s.lastTs) }
+    const unsigned = base.type === 'genesis' ? mineGenesis(priced, this.policy.grants.registrationWorkBits) : priced
+    const b = await signBlock(unsigned, this.key)
+    await this.commit(this.own, await this.own.check(b, this.ctx(), 'self'), true)
+    return b
   }
 
   /**

@@ -4,7 +4,8 @@ import { LIMITS } from '../protocol/limits.ts'
 
 export interface Profile { name: string, owner?: string, wants: string[], offers: string[] }
 
-export interface Identity { privateKey: PrivateKey, profile: Profile }
+/** `created`: the key was made just now, so no block signed with it exists anywhere. */
+export interface Identity { privateKey: PrivateKey, profile: Profile, created?: boolean }
 
 /** What the stores keep: the key as libp2p's protobuf bytes, so any libp2p can load it. */
 export interface StoredIdentity { key: Uint8Array, profile: Profile }
@@ -42,5 +43,5 @@ export async function loadOrCreateIdentity (store: IdentityStore, initial: Parti
   const privateKey = await generateKeyPair('Ed25519')
   const profile = normaliseProfile(initial, { name: defaultName(), wants: [], offers: [] })
   await store.save({ key: privateKeyToProtobuf(privateKey), profile })
-  return { privateKey, profile }
+  return { privateKey, profile, created: true }
 }

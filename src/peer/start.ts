@@ -48,7 +48,7 @@ async function startWith (opts: StartAgentOptions, unlock?: () => Promise<void>)
   const key = privateKeyToProtobuf(identity.privateKey)
   // Node keeps the chains beside the identity; browsers in IndexedDB (store.browser.ts takes a database name).
   const ledgerAt = opts.dataDir != null ? `${opts.dataDir}/ledger` : 'clawnet-ledger'
-  const ledger = new LedgerService({ openStore: async () => await openStore(ledgerAt), owner: identity.profile.owner })
+  const ledger = new LedgerService({ openStore: async () => await openStore(ledgerAt), owner: identity.profile.owner, confirmOwnChain: identity.created !== true })
   const autonomy = new AutonomyService({ config: opts.autonomy ?? parseConfig({ enabled: false }, identity.profile.name), openBrain: localBrain })
   const agent = await Agent.start({
     identity,

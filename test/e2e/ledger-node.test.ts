@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { cp, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startRelay } from '../helpers/relay.ts'
@@ -97,5 +97,38 @@ describe('ledger between headless peers', () => {
     await waitFor('alpha to see beta\'s receive', async () => await balance(a, bId) === 13.5, 30_000)
     expect((await a.get('/v1/ledger/account')).balance).toBe(6.5)
     expect((await b.get('/v1/ledger/diagnostics')).audit).toMatchObject({ grants: 20_000_000, burned: 0, balances: 20_000_000, inFlight: 0, supply: 20_000_000 })
+  })
+  it('restored from an old backup, a peer takes its newer blocks back from the mesh before it signs again: no fork', async () => {
+    const backup = await mkdtemp(join(tmpdir(), 'clawnet-peer-backup-'))
+    const stopB = async (): Promise<void> => {
+      b.child.kill('SIGTERM')
+      if (b.child.exitCode == null) await new Promise(resolve => b.child.once('exit', resolve))
+    }
+    try {
+      await stopB()
+      await cp(bDir, backup, { recursive: true })
+      b = await startB()
+      // Signed after the backup: only the mesh (alpha) still holds this block once the backup is back.
+      const later = await b.post('/v1/ledger/transfer', { to: aId, amount: 0.5, reason: 'after the backup' })
+      expect(later.status).toBe(201)
+      const head = (await b.get('/v1/ledger/account')).seq
+      await waitFor('alpha to hold beta\'s newest block', async () => (await a.get(`/v1/ledger/accounts/${bId}`)).seq === head, 30_000)
+      await stopB()
+      await rm(bDir, { recursive: true, force: true })
+      await cp(backup, bDir, { recursive: true })
+      b = await startB()
+      const res = await b.post('/v1/ledger/transfer', { to: aId, amount: 0.25, reason: 'after the restore' })
+      expect(res.status).toBe(201)
+      // The new send follows the block the backup lacked, instead of taking its seq.
+      expect(res.body.block.seq).toBe(head + 1)
+      expect((await b.get('/v1/ledger/diagnostics')).ownChain).toMatchObject({ state: 'confirmed' })
+      await waitFor('alpha to take the new send', async () => (await a.get(`/v1/ledger/accounts/${bId}`)).seq >= head + 1, 30_000)
+      const seen = await a.get('/v1/ledger/diagnostics')
+      expect(seen.flagged).toEqual([])
+      expect(seen.counters['double-spend'] ?? 0).toBe(0)
+      expect((await a.get(`/v1/ledger/accounts/${bId}`)).flagged).toBe(false)
+    } finally {
+      await rm(backup, { recursive: true, force: true })
+    }
   })
 })

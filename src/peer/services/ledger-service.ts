@@ -8,7 +8,7 @@ import { Ledger } from '../../ledger/ledger.ts'
 import { proofId, type DoubleSpendProof } from '../../ledger/doublespend.ts'
 import { DEFAULT_POLICY, type Policy } from '../../ledger/policy.ts'
 import { Reputation, signRating } from '../../ledger/reputation.ts'
-import { checkSyncBody, creditTransfer, LedgerSync, MAX_GOSSIP_BYTES, MAX_STREAM_BYTES, SYNC_TYPES, type SyncMessage, type SyncResult } from '../../ledger/sync.ts'
+import { checkSyncBody, creditTransfer, LedgerSync, MAX_GOSSIP_BYTES, MAX_RANGE, MAX_STREAM_BYTES, SYNC_TYPES, type SyncMessage, type SyncResult } from '../../ledger/sync.ts'
 import type { LedgerStore } from '../../ledger/store-types.ts'
 import { registerMessageType } from '../../protocol/messages.ts'
 import type { Envelope } from '../../protocol/envelope.ts'
@@ -19,6 +19,7 @@ import { QuietBackoff } from './quiet-backoff.ts'
 import type { Connection } from '@libp2p/interface'
 import { historyOf, type Flow, type LedgerRejection, type LedgerView } from './ledger-view.ts'
 import { claimMentorBonuses } from './mentor.ts'
+import { OwnChainCheck, type OwnChainStatus } from './own-chain.ts'
 
 for (const type of SYNC_TYPES) registerMessageType(type, body => checkSyncBody(type, body))
 
@@ -31,6 +32,11 @@ export interface LedgerServiceOptions {
   headsEveryMs?: number
   /** How often the failsafe grants are checked. */
   failsafesEveryMs?: number
+  /**
+   * The agent's key is not new, so the mesh may hold more of its chain than its store does:
+   * nothing is signed until peers were asked for it (see own-chain.ts).
+   */
+  confirmOwnChain?: boolean
 }
 
 export interface TransferOutcome {
@@ -73,6 +79,7 @@ export class LedgerService implements AgentService {
   private lastHead = 0
   private heads?: QuietBackoff
   private changeTimer?: ReturnType<typeof setTimeout>
+  private ownChain?: OwnChainCheck
   private stopped = false
 
   constructor (private readonly opts: LedgerServiceOptions) {}
@@ -94,8 +101,10 @@ export class LedgerService implements AgentService {
 
   async start (ctx: AgentContext): Promise<void> {
     this.ctx = ctx
+    let confirmed: (() => void) | undefined
+    const signAfter = this.opts.confirmOwnChain === true ? new Promise<void>(resolve => { confirmed = resolve }) : undefined
     // Opening writes the registration grant (genesis) on an agent's first start.
-    this.l = await Ledger.open(await this.opts.openStore(), ctx.signer.privateKey, { policy: this.opts.policy ?? DEFAULT_POLICY, owner: this.opts.owner ?? '' })
+    this.l = await Ledger.open(await this.opts.openStore(), ctx.signer.privateKey, { policy: this.opts.policy ?? DEFAULT_POLICY, owner: this.opts.owner ?? '', signAfter })
     this.s = new LedgerSync(this.l)
     // The agent trusts itself first; trust reaches others through the ratings it signs.
     this.rep = new Reputation([ctx.id])
@@ -116,6 +125,23 @@ export class LedgerService implements AgentService {
     ctx.onNewPeer(() => { heads.reset() })
     this.later(2000, () => { void this.failsafes() })
     ctx.every(this.opts.failsafesEveryMs ?? 60_000, async () => { await this.failsafes() })
+    if (confirmed != null) {
+      this.ownChain = new OwnChainCheck({
+        peers: () => ctx.peers().filter(p => p.incompatible == null).map(p => p.id),
+        onNewPeer: listener => { ctx.onNewPeer(listener) },
+        catchUp: async peer => { await this.catchUpOwn(peer) },
+        later: (ms, fn) => { this.later(ms, fn) }
+      })
+      void this.ownChain.done.then(() => { confirmed!(); this.changedSoon() })
+    }
+  }
+
+  /** Takes in whatever of the own chain a peer holds beyond our head; throws when it did not answer. */
+  private async catchUpOwn (peer: string): Promise<void> {
+    const self = this.ledger.id
+    const from = this.ledger.fetchFrom(self)
+    const r = await this.absorb(await this.ask(peer, { type: 'ledger.request', account: self, from, to: from + MAX_RANGE - 1 }), peer, false)
+    await this.fetch(peer, r.requests)
   }
 
   async stop (): Promise<void> {
@@ -175,7 +201,8 @@ export class LedgerService implements AgentService {
       flagged: l.accounts().filter(a => l.isFlagged(a.account)).map(a => a.account),
       counters: { ...sync, ...Object.fromEntries(Object.entries(this.refused).map(([k, n]) => [k, n + (sync[k] ?? 0)])) },
       recent: this.recent.slice(),
-      audit: l.audit()
+      audit: l.audit(),
+      ownChain: { ...(this.ownChain?.status ?? { state: 'new', answered: 0 }) }
     }
   }
 

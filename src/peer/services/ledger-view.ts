@@ -2,6 +2,7 @@ import { hashBlock, type Block, type RejectReason } from '../../ledger/block.ts'
 import type { AccountState, BalancePoint } from '../../ledger/chain.ts'
 import type { Audit, Ledger } from '../../ledger/ledger.ts'
 import { parseWorkMemo } from '../../ledger/receipts.ts'
+import type { OwnChainStatus } from './own-chain.ts'
 
 /** One credit movement between two agents, as the dashboard shows it live. */
 export interface Flow {
@@ -51,6 +52,8 @@ export interface LedgerView {
   counters: Record<string, number>
   recent: LedgerRejection[]
   audit: Audit
+  /** Whether peers were asked for the rest of the own chain before this agent signed again. */
+  ownChain: OwnChainStatus
 }
 
 export function historyOf (ledger: Ledger, acked: ReadonlySet<string>, account = ledger.id): HistoryRow[] {
