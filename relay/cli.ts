@@ -12,11 +12,12 @@ const commands: Record<string, Command> = {
   peer: { summary: 'run a headless agent', load: () => import('./commands/peer.ts') },
   invite: { summary: 'print an invite link and a ready-to-post invitation', load: () => import('./commands/invite.ts') },
   generate: { summary: 'run a model locally and print what it generates', load: () => import('./commands/generate.ts') },
-  convert: { summary: 'convert a llama2.c checkpoint to GGUF', load: () => import('./commands/convert.ts') }
+  convert: { summary: 'convert a llama2.c checkpoint to GGUF', load: () => import('./commands/convert.ts') },
+  'repair-ledger': { summary: 'repair a stopped peer\'s damaged ledger file', load: () => import('./commands/repair-ledger.ts') }
 }
 
 function usage (): string {
-  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(14)} ${c.summary}`)
   return `usage: clawnet <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun 'clawnet <command> --help' for a command's options.`
 }
 

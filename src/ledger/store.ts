@@ -2,7 +2,7 @@
 // [u32 length][u32 crc32][JSON payload]; each append is fsynced before it resolves, and a frame
 // torn by a crash (short or failing its checksum) is cut off on open, so a record is either
 // wholly there or absent. Browsers get store.browser.ts via package.json "browser".
-import { open, type FileHandle } from 'node:fs/promises'
+import { open, rename, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import { makeDir } from '../make-dir.ts'
@@ -15,9 +15,11 @@ const HEADER = 8
 /** Every payload is a StoredRecord serialized by append(), so a real frame's JSON starts so. */
 const RECORD_START = new TextEncoder().encode('{"kind":"')
 
+const FILE = 'ledger.log'
+
 export async function openStore(dir: string): Promise<LedgerStore> {
   await makeDir(dir)
-  const path = join(dir, 'ledger.log')
+  const path = join(dir, FILE)
   const fh = await open(path, 'a+')
   try {
     const { records, validBytes, size } = await scan(fh)
@@ -27,7 +29,7 @@ export async function openStore(dir: string): Promise<LedgerStore> {
       // throw away acknowledged blocks, and a lost own block gets signed again as a fork.
       const next = findFrame(await readAll(fh, size), validBytes + 1)
       if (next !== undefined) {
-        throw new Error(`ledger store ${path} is damaged at byte ${validBytes} (intact records follow at byte ${next}); it was left untouched so that no block is lost: restore it from a backup or repair it before starting this agent`)
+        throw new Error(`ledger store ${path} is damaged at byte ${validBytes} (intact records follow at byte ${next}); it was left untouched so that no block is lost: restore it from a backup, or run 'clawnet repair-ledger --data ${dir}', before starting this agent`)
       }
       await fh.truncate(validBytes)
       await fh.datasync()
@@ -72,6 +74,72 @@ function findFrame(buf: Uint8Array, from: number): number | undefined {
   return undefined
 }
 
+/** A span of bytes in a store file that holds no intact frame. */
+export interface DamagedSpan { at: number; bytes: number }
+
+/**
+ * Every intact record of a store file, stepping over damaged spans (the store's frames carry a
+ * checksum, and a record's JSON always starts the same way, so intact frames are found again
+ * after any damage), with where the damage lies.
+ */
+export async function salvageStore(dir: string): Promise<{ records: StoredRecord[]; damaged: DamagedSpan[] }> {
+  const fh = await open(join(dir, FILE), 'r')
+  try {
+    const buf = await readAll(fh, (await fh.stat()).size)
+    const records: StoredRecord[] = []
+    const damaged: DamagedSpan[] = []
+    for (let at = 0; at < buf.length;) {
+      const f = frameAt(buf, at)
+      if (f !== undefined) {
+        records.push(f.record)
+        at = f.end
+        continue
+      }
+      const next = findFrame(buf, at + 1) ?? buf.length
+      damaged.push({ at, bytes: next - at })
+      at = next
+    }
+    return { records, damaged }
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Replaces the store file with one holding `records`, durably: the new file is written and
+ * synced beside the old one, the old one is renamed to `aside` (kept, never deleted), and the
+ * new one takes its name.
+ */
+export async function replaceStore(dir: string, records: StoredRecord[], aside: string): Promise<void> {
+  const path = join(dir, FILE)
+  const fresh = `${path}.new`
+  const fh = await open(fresh, 'w')
+  try {
+    await fh.writeFile(Buffer.concat(records.map(encodeFrame)))
+    await fh.datasync()
+  } finally {
+    await fh.close()
+  }
+  await rename(path, join(dir, aside))
+  await rename(fresh, path)
+  const d = await open(dir, 'r')
+  try {
+    await d.sync()
+  } finally {
+    await d.close()
+  }
+}
+
+function encodeFrame(record: StoredRecord): Uint8Array {
+  const payload = new TextEncoder().encode(JSON.stringify(record))
+  const frame = new Uint8Array(HEADER + payload.length)
+  const view = new DataView(frame.buffer)
+  view.setUint32(0, payload.length)
+  view.setUint32(4, crc32(payload))
+  frame.set(payload, HEADER)
+  return frame
+}
+
 async function scan(fh: FileHandle): Promise<{ records: StoredRecord[]; validBytes: number; size: number }> {
   const { size } = await fh.stat()
   const buf = await readAll(fh, size)
@@ -93,12 +161,7 @@ class FileStore implements LedgerStore {
   constructor(private readonly fh: FileHandle, private readonly path: string, private readonly loaded: StoredRecord[], private end: number) {}
 
   append(record: StoredRecord): Promise<void> {
-    const payload = new TextEncoder().encode(JSON.stringify(record))
-    const frame = new Uint8Array(HEADER + payload.length)
-    const view = new DataView(frame.buffer)
-    view.setUint32(0, payload.length)
-    view.setUint32(4, crc32(payload))
-    frame.set(payload, HEADER)
+    const frame = encodeFrame(record)
     // One frame at a time: interleaved writes would tear each other.
     const run = this.tail.then(() => this.write(frame))
     this.tail = run.catch(() => undefined)

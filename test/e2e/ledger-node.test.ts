@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { cp, mkdtemp, rm } from 'node:fs/promises'
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startRelay } from '../helpers/relay.ts'
+import { ROOT, startRelay } from '../helpers/relay.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../helpers/peer-process.ts'
 import { hashBlock, verifyBlockSignature } from '../../src/ledger/block.ts'
 
@@ -130,5 +132,35 @@ describe('ledger between headless peers', () => {
     } finally {
       await rm(backup, { recursive: true, force: true })
     }
+  })
+  it('a damaged ledger file stops the peer; repair-ledger keeps what is intact, and the peer takes its lost blocks back from the mesh', async () => {
+    const head = (await b.get('/v1/ledger/account')).seq
+    b.child.kill('SIGTERM')
+    if (b.child.exitCode == null) await new Promise(resolve => b.child.once('exit', resolve))
+    // One of beta's own sends goes bad on disk, with intact records after it.
+    const file = join(bDir, 'ledger', 'ledger.log')
+    const bytes = await readFile(file)
+    const at = bytes.indexOf('after the backup"')
+    expect(at).toBeGreaterThan(0)
+    bytes[at] ^= 0x01
+    await writeFile(file, bytes)
+    await expect(startB()).rejects.toThrow(/damaged at byte \d+.*clawnet repair-ledger --data/)
+    const { stdout } = await promisify(execFile)(process.execPath, [join(ROOT, 'bin/clawnet.js'), 'repair-ledger', '--data', bDir], { cwd: ROOT })
+    expect(stdout).toMatch(/^damaged: \d+ bytes in 1 place/)
+    expect(stdout).toMatch(/kept \d+ of \d+ intact records; left out \d+ block\(s\) that no longer link to what was kept \(\d+ of this agent's own\)/)
+    expect((await readdir(join(bDir, 'ledger'))).some(f => f.startsWith('ledger.log.damaged-'))).toBe(true)
+    b = await startB()
+    await waitFor('beta to take its own lost blocks back', async () => (await b.get('/v1/ledger/account')).seq === head, 30_000)
+    const res = await b.post('/v1/ledger/transfer', { to: aId, amount: 0.25, reason: 'after the repair' })
+    expect(res.status).toBe(201)
+    expect(res.body.block.seq).toBe(head + 1)
+    await waitFor('alpha to take the new send', async () => (await a.get(`/v1/ledger/accounts/${bId}`)).seq === head + 1, 30_000)
+    expect((await a.get('/v1/ledger/diagnostics')).flagged).toEqual([])
+    // Never under a running agent, which would go on appending to the file being replaced.
+    const repair = async (data: string): Promise<unknown> => await promisify(execFile)(process.execPath, [join(ROOT, 'bin/clawnet.js'), 'repair-ledger', '--data', data], { cwd: ROOT })
+    await expect(repair(bDir)).rejects.toThrow(/in use by another clawnet agent/)
+    const empty = await mkdtemp(join(tmpdir(), 'clawnet-no-agent-'))
+    await expect(repair(empty)).rejects.toThrow(/holds no agent identity: give --data the directory the peer was started with/)
+    await rm(empty, { recursive: true, force: true })
   })
 })

@@ -1,8 +1,13 @@
 // An agent whose stored chain is behind the one the mesh holds (a restored backup, a lost
 // ledger file under a kept key) must take its own newer blocks back before it signs again, or
 // its next block forks its own chain and the mesh proves a double spend against it.
-import { describe, it, expect, beforeAll } from 'vitest'
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { CREDIT } from '../../src/ledger/block.ts'
+import { openStore, replaceStore, salvageStore } from '../../src/ledger/store.ts'
+import { rebuildLedger } from '../../src/ledger/repair.ts'
 import { Ledger } from '../../src/ledger/ledger.ts'
 import { MemoryStore } from '../../src/ledger/store-types.ts'
 import type { StoredRecord } from '../../src/ledger/store-types.ts'
@@ -154,5 +159,49 @@ describe('the own-chain check', () => {
     // Nobody is asked once it is over.
     w.appear('p9')
     expect(w.asked).toEqual(['p1'])
+  })
+})
+
+describe('repairing a damaged store', () => {
+  let dir: string
+  beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'ledger-repair-')) })
+  afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  it('keeps every intact record, leaves out what no longer links, and the agent takes its lost blocks back before it signs', async () => {
+    // Alpha's chain (0-3) and beta's genesis, in alpha's file; beta holds alpha's whole chain.
+    const { mesh } = await history()
+    const A = await Ledger.open(await openStore(dir), a.key, { clock, autoReceive: false, signAfter: new Promise(() => {}) })
+    for (const blk of [...mesh.blocks(b.id), ...mesh.blocks(a.id)]) expect((await A.ingest(blk)).status).toBe('accepted')
+    await A.close()
+    // One byte of alpha's seq-2 block goes bad in the middle of the file.
+    const file = join(dir, 'ledger.log')
+    const original = await readFile(file)
+    const at = original.indexOf('after the backup"')
+    expect(at).toBeGreaterThan(0)
+    const damaged = Buffer.from(original)
+    damaged[at] ^= 0x01
+    await writeFile(file, damaged)
+    await expect(openStore(dir)).rejects.toThrow(/damaged at byte \d+ \(intact records follow.*clawnet repair-ledger/)
+
+    const salvaged = await salvageStore(dir)
+    expect(salvaged.damaged).toHaveLength(1)
+    expect(salvaged.records).toHaveLength(4)
+    const rebuilt = await rebuildLedger(salvaged.records, a.key)
+    // Seq 3 is intact but follows the lost seq 2.
+    expect(rebuilt.dropped.map(x => [x.account, x.seq])).toEqual([[a.id, 3]])
+    expect(rebuilt.records.map(r => r.kind === 'block' ? `${r.block.account === a.id ? 'a' : 'b'}${r.block.seq}` : 'proof')).toEqual(['b0', 'a0', 'a1'])
+    await replaceStore(dir, rebuilt.records, 'ledger.log.damaged')
+    expect(await readFile(join(dir, 'ledger.log.damaged'))).toEqual(damaged)
+    expect((await readdir(dir)).sort()).toEqual(['ledger.log', 'ledger.log.damaged'])
+
+    const hold = gate()
+    const repaired = await Ledger.open(await openStore(dir), a.key, { clock, autoReceive: false, signAfter: hold.promise })
+    expect(repaired.account()!.seq).toBe(1)
+    for (const blk of mesh.blocks(a.id, 2)) expect((await repaired.ingest(blk)).status).toBe('accepted')
+    hold.open()
+    const send = await repaired.transfer(b.id, CREDIT, 'after the repair')
+    expect(send.seq).toBe(4)
+    expect((await mesh.ingest(send)).status).toBe('accepted')
+    await repaired.close()
   })
 })
