@@ -161,7 +161,7 @@ export async function run (argv: string[]): Promise<number> {
     listen: values.listen,
     announceIntervalMs: values.announceSeconds != null ? values.announceSeconds * 1000 : undefined,
     autonomy,
-    swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, threads, spotCheckRate, prefillDtype, push: !values['no-push'] }
+    swarm: { memoryBudgetBytes: memoryMb * 2 ** 20, threads, spotCheckRate, prefillDtype, push: !values['no-push'], warn: message => { console.error(`clawnet peer: ${message}`) } }
   })
   const log = values.log != null ? createWriteStream(values.log, { flags: 'a' }) : undefined
   if (log != null) {

@@ -19,6 +19,7 @@ import { chunkStore } from './weight-cache.ts'
 import type { ChunkStore } from './cached-source.ts'
 import type { Payments, WorkCredits } from './payments.ts'
 import type { ReputationPort } from './reputation-port.ts'
+import { compareCopies, describeDivergence, type Divergence } from './divergence.ts'
 
 const ANNOUNCE_EVERY_MS = 10_000
 const REBALANCE_EVERY_MS = 30_000
@@ -44,6 +45,8 @@ export interface SwarmOptions {
   payments?: Payments
   /** Reputation (ratings and evidence) that routing weighs; none: every peer counts as 1. */
   reputation?: ReputationPort
+  /** Told what the owner should act on (a hosted copy that differs from the mesh's); the view shows it too. */
+  warn?: (message: string) => void
 }
 
 export interface HostingView {
@@ -53,6 +56,8 @@ export interface HostingView {
   end: number
   pinned: boolean
   stats: ServedStats
+  /** Copies of the hosted model that others serve under another id: same name and layout, other bytes. */
+  divergent: Divergence[]
 }
 
 export interface SwarmView {
@@ -95,6 +100,9 @@ export class SwarmService implements AgentService {
   private readonly clients = new Map<string, Promise<{ model: LoadedModel, ends: LocalEnds }>>()
 
   private readonly cache: ChunkStore
+  /** Other copies of the hosted model (by their id), compared once each per hosted model. */
+  private readonly divergent = new Map<string, Divergence>()
+  private readonly compared = new Set<string>()
 
   constructor (private readonly opts: SwarmOptions = {}) {
     this.cache = chunkStore(opts.cacheDir)
@@ -125,6 +133,7 @@ export class SwarmService implements AgentService {
       if (this.table.expire()) ctx.changed()
       if (this.server?.reapIdle() ?? 0) ctx.changed()
       await this.announce()
+      await this.compareWithMesh()
     })
     // A newcomer learns our range at once rather than at our next announce.
     ctx.onNewPeer(() => {
@@ -185,7 +194,12 @@ export class SwarmService implements AgentService {
       if (previous != null && previous !== m) await closeModel(previous)
       this.pinned = opts.pin ?? opts.layers != null
       this.server = new ShardServer(hosted, { cacheBudgetBytes: this.cacheBudget(), payments: this.opts.payments, link: this.link }, msPerTokenLayer)
+      if (previous?.manifest !== m.manifest) {
+        this.divergent.clear()
+        this.compared.clear()
+      }
       await this.announce()
+      void this.compareWithMesh()
       return this.hostingView()!
     } finally {
       this.loading = undefined
@@ -251,6 +265,50 @@ export class SwarmService implements AgentService {
   private onShard (env: Envelope): void {
     this.table.apply(env.from, env.body as ShardAnnounce)
     this.ctx?.changed()
+    void this.compareWithMesh()
+  }
+
+  /**
+   * Compares the hosted copy with every other copy the mesh serves of a model of the same name
+   * (see divergence.ts), asking one of its hosts for its manifest. Needs our own full manifest:
+   * a copy loaded from the mesh or checked against a published manifest is the mesh's by construction.
+   */
+  private async compareWithMesh (): Promise<void> {
+    const m = this.model
+    const h = this.server?.hosted
+    if (m?.full == null || h == null) return
+    for (const other of this.table.models()) {
+      if (other.model === h.model || other.name !== h.name || other.nLayers !== h.config.nLayers || this.compared.has(other.model)) continue
+      this.compared.add(other.model)
+      const hosts = this.table.forModel(other.model).filter(e => e.peer !== this.ctx?.id)
+      let answered = false
+      for (const host of hosts) {
+        try {
+          const offered = await this.link(host.peer, async conn => {
+            const source = await openPeerSource(conn, other.model, 15_000)
+            try {
+              return await source.manifest()
+            } finally {
+              await source.close?.()
+            }
+          })
+          if (offered == null) continue
+          answered = true
+          const d = compareCopies(m.full, m.opened.model, offered, other.model, hosts.length)
+          // The copy compared may have been replaced meanwhile: what is found belongs to the one it was.
+          if (d != null && this.model === m) {
+            this.divergent.set(other.model, d)
+            this.opts.warn?.(describeDivergence(h.name, h.model, d))
+            this.ctx?.changed()
+          }
+          break
+        } catch {
+          // That host could not say (gone, or unreachable): the next one may.
+        }
+      }
+      // Asked again at a later announce: a host that holds the manifest may come.
+      if (!answered) this.compared.delete(other.model)
+    }
   }
 
   private onEvidence (env: Envelope): void {
@@ -395,7 +453,7 @@ export class SwarmService implements AgentService {
   private hostingView (): HostingView | undefined {
     if (this.server == null) return undefined
     const h = this.server.hosted
-    return { model: h.model, name: h.name, start: h.range.first, end: h.range.last, pinned: this.pinned, stats: this.server.stats() }
+    return { model: h.model, name: h.name, start: h.range.first, end: h.range.last, pinned: this.pinned, stats: this.server.stats(), divergent: [...this.divergent.values()] }
   }
 
   /** The route of the newest generation that has one. */

@@ -23,6 +23,7 @@ import { streamPair } from '@libp2p/utils'
 import type { Connection } from '@libp2p/interface'
 import { openPeerSource, serveWeights, type HeldModel } from '../../src/swarm/weights.ts'
 import { sessionFrames } from '../../src/swarm/session-wire.ts'
+import { compareCopies } from '../../src/swarm/divergence.ts'
 
 const CONFIG = llamaConfig({ dim: 128, hiddenDim: 384, nLayers: 8, nHeads: 4, nKvHeads: 2, headDim: 32, vocabSize: 512, contextLength: 128, tiedEmbeddings: false })
 
@@ -91,6 +92,19 @@ describe('model manifests published beside the model', () => {
     expect(() => matchManifest(reshaped, model)).toThrow(/different tensors/)
     expect(() => matchManifest(reId({ ...manifest, config: { ...CONFIG, ropeTheta: 500000 } }), model)).toThrow(/different architecture or config/)
     expect(() => matchManifest({ version: 2 }, model)).toThrow(/not a version 1/)
+  })
+
+  it('tells a copy with a few tensors changed (damage) from one with most changed (another version), and ignores other models and forged ids', async () => {
+    const model = await openModelSource(memorySource(bytes))
+    const changed = (names: (name: string) => boolean): ModelManifest => reId({ ...manifest, tensors: manifest.tensors.map(t => names(t.name) ? { ...t, sha256: '0'.repeat(64) } : t) })
+    const damaged = changed(n => n === 'blk.2.ffn_up.weight')
+    expect(compareCopies(manifest, model, damaged, damaged.id, 3)).toEqual({ model: damaged.id, peers: 3, tensors: ['blk.2.ffn_up.weight'], total: manifest.tensors.length, likely: 'damaged' })
+    const tuned = changed(n => n.startsWith('blk.'))
+    expect(compareCopies(manifest, model, tuned, tuned.id, 1)).toMatchObject({ likely: 'another version' })
+    expect(compareCopies(manifest, model, tuned, damaged.id, 1)).toBeUndefined()
+    expect(compareCopies(manifest, model, { ...damaged, id: 'f'.repeat(64) }, 'f'.repeat(64), 1)).toBeUndefined()
+    expect(compareCopies(manifest, model, reId({ ...manifest, config: { ...CONFIG, ropeTheta: 500000 } }), 'x', 1)).toBeUndefined()
+    expect(compareCopies(manifest, model, manifest, manifest.id, 1)).toBeUndefined()
   })
 
   it('names a tensor whose bytes differ from the manifest', async () => {
