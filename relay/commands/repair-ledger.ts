@@ -47,7 +47,14 @@ export async function run (argv: string[]): Promise<number> {
     }
     const bytes = damaged.reduce((n, d) => n + d.bytes, 0)
     console.log(`damaged: ${bytes} bytes in ${damaged.length} place(s) (${damaged.map(d => `byte ${d.at}, ${d.bytes} bytes`).join('; ')})`)
-    const rebuilt = await rebuildLedger(records, key)
+    let shown = 0
+    const rebuilt = await rebuildLedger(records, key, {
+      onProgress: (done, total) => {
+        if (Date.now() - shown < 1000) return
+        shown = Date.now()
+        process.stderr.write(`verifying records: ${done} of ${total}\r`)
+      }
+    })
     const self = peerIdFromPrivateKey(key).toString()
     const ownDropped = rebuilt.dropped.filter(b => b.account === self).length
     console.log(`kept ${rebuilt.records.length} of ${records.length} intact records; left out ${rebuilt.dropped.length} block(s) that no longer link to what was kept (${ownDropped} of this agent's own)`)

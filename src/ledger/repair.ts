@@ -16,23 +16,31 @@ export interface Rebuilt {
   dropped: Block[]
 }
 
-export async function rebuildLedger (salvaged: StoredRecord[], key: PrivateKey, policy?: Policy): Promise<Rebuilt> {
+/** `onProgress(done, total)` after each record: every signature is checked again, which takes a while for a long ledger. */
+export async function rebuildLedger (salvaged: StoredRecord[], key: PrivateKey, opts: { policy?: Policy, onProgress?: (done: number, total: number) => void } = {}): Promise<Rebuilt> {
+  const { policy, onProgress } = opts
   const store = new MemoryStore()
   // A rebuild signs nothing: not even the genesis an empty chain would get.
   const ledger = await Ledger.open(store, key, { policy, autoReceive: false, signAfter: new Promise(() => {}) })
-  for (const r of salvaged) if (r.kind === 'proof') await ledger.addProof(r.proof).catch(() => false)
-  // Stored in the order they were accepted, blocks mostly apply in one pass; one whose
+  // Records go in as they were stored (blocks in the order they were accepted, proofs where they
+  // came), so the rebuilt ledger learns things in the order the agent did; a block whose
   // dependency (another chain's send) was stored later is tried again until nothing moves.
-  let waiting = salvaged.flatMap(r => r.kind === 'block' ? [r.block] : [])
+  const applied = async (r: StoredRecord): Promise<boolean> => {
+    if (r.kind === 'proof') return await ledger.addProof(r.proof).then(() => true, () => true)
+    const outcome = await ledger.ingest(r.block)
+    return outcome.status === 'accepted' || outcome.status === 'duplicate' || outcome.status === 'fork'
+  }
+  let waiting: StoredRecord[] = []
+  for (const [i, r] of salvaged.entries()) {
+    if (!(await applied(r))) waiting.push(r)
+    onProgress?.(i + 1, salvaged.length)
+  }
   for (let progress = true; progress && waiting.length > 0;) {
-    const next: Block[] = []
-    for (const b of waiting) {
-      const outcome = await ledger.ingest(b)
-      if (outcome.status !== 'accepted' && outcome.status !== 'duplicate' && outcome.status !== 'fork') next.push(b)
-    }
+    const next: StoredRecord[] = []
+    for (const r of waiting) if (!(await applied(r))) next.push(r)
     progress = next.length < waiting.length
     waiting = next
   }
   await ledger.close()
-  return { records: await store.load(), dropped: waiting }
+  return { records: await store.load(), dropped: waiting.flatMap(r => r.kind === 'block' ? [r.block] : []) }
 }
