@@ -1,7 +1,7 @@
 // Tasks between agents: `task.request` (what the requester wants) and `task.reply` (accepted
 // and done, or declined with a reason), one of each on a fresh `/clawnet/task/1.0.0` stream.
 import type { Connection, Stream } from '@libp2p/interface'
-import { jsonFrames, closeStream } from '../mesh/frames.ts'
+import { jsonFrames, closeStream, openStream } from '../mesh/frames.ts'
 import { registerMessageType } from '../protocol/messages.ts'
 import { PROTOCOL_MAJOR } from '../protocol/version.ts'
 import { LIMITS } from '../protocol/limits.ts'
@@ -56,7 +56,7 @@ const TIMEOUT_MS = 60_000
 /** The requester's side: sends one signed request, returns the worker's raw reply frame. */
 export async function askTask (conn: Connection, request: Envelope<TaskRequestBody>): Promise<Uint8Array> {
   const signal = AbortSignal.timeout(TIMEOUT_MS)
-  const stream = await conn.newStream(TASK_PROTOCOL, { runOnLimitedConnection: true, signal })
+  const stream = await openStream(conn, TASK_PROTOCOL, signal)
   const frames = jsonFrames(stream)
   try {
     await frames.write(request, signal)

@@ -1,5 +1,5 @@
 import type { Connection, Stream } from '@libp2p/interface'
-import { jsonFrames, closeStream } from './frames.ts'
+import { jsonFrames, closeStream, openStream } from './frames.ts'
 import { PROTOCOLS } from './topics.ts'
 import type { Envelope } from '../protocol/envelope.ts'
 
@@ -13,7 +13,7 @@ export class DirectRefused extends Error {
 /** Sends one signed envelope to the agent at the other end of `conn` and waits for its ack. */
 export async function sendDirectEnvelope (conn: Connection, env: Envelope, timeoutMs = 10_000): Promise<void> {
   const signal = AbortSignal.timeout(timeoutMs)
-  const stream = await conn.newStream(PROTOCOLS.direct, { runOnLimitedConnection: true, signal })
+  const stream = await openStream(conn, PROTOCOLS.direct, signal)
   const frames = jsonFrames(stream)
   try {
     await frames.write(env, signal)

@@ -1,5 +1,5 @@
 import { lpStream } from '@libp2p/utils'
-import type { Stream } from '@libp2p/interface'
+import type { Connection, Stream } from '@libp2p/interface'
 import { fromString, toString } from 'uint8arrays'
 import * as varint from 'uint8-varint'
 import { LIMITS } from '../protocol/limits.ts'
@@ -31,6 +31,21 @@ export function jsonFrames (stream: Stream, maxBytes: number = LIMITS.maxEnvelop
     async readJson (signal?: AbortSignal): Promise<any> {
       return JSON.parse(toString(await this.readBytes(signal), 'utf8'))
     }
+  }
+}
+
+/**
+ * Opens a stream for `protocol` on `conn`, relayed connections included (where two agents first
+ * meet). Protocol negotiation rejects with the stream's close event, not an Error, when the link
+ * closes under it; that becomes an Error that says what happened.
+ */
+export async function openStream (conn: Connection, protocol: string, signal: AbortSignal): Promise<Stream> {
+  try {
+    return await conn.newStream(protocol, { runOnLimitedConnection: true, signal })
+  } catch (err: any) {
+    if (err instanceof Error) throw err
+    const cause = err?.error instanceof Error ? `: ${err.error.message}` : ''
+    throw new Error(`the link to ${conn.remotePeer.toString()} closed while opening ${protocol}${cause}`)
   }
 }
 

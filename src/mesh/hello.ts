@@ -1,6 +1,6 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import { toString } from 'uint8arrays'
-import { jsonFrames, closeStream } from './frames.ts'
+import { jsonFrames, closeStream, openStream } from './frames.ts'
 import { PROTOCOLS } from './topics.ts'
 import { PROTOCOL_VERSION, isCompatible, parseVersion } from '../protocol/version.ts'
 import type { Envelope } from '../protocol/envelope.ts'
@@ -26,7 +26,7 @@ function refusalFor (frame: Uint8Array): HelloRefusal | undefined {
  * Runs on relayed connections too, which is where two agents first meet.
  */
 export async function sayHello (conn: Connection, ours: Envelope, signal: AbortSignal): Promise<HelloResult> {
-  const stream = await conn.newStream(PROTOCOLS.hello, { runOnLimitedConnection: true, signal })
+  const stream = await openStream(conn, PROTOCOLS.hello, signal)
   const frames = jsonFrames(stream)
   try {
     await frames.write(ours, signal)

@@ -5,6 +5,7 @@ import { SessionFailure, sessionFrames, type SessionReply } from './session-wire
 import type { Hop } from './routing.ts'
 import { exactQuantile } from '../stats.ts'
 import { withDeadline } from '../mesh/deadline.ts'
+import { openStream } from '../mesh/frames.ts'
 import { RECEIPT_EVERY_TOKENS, type ClientPayments, type WorkReceipt } from './payments.ts'
 
 /** Decode steps a hop must have answered before its own pace sets its deadline. */
@@ -62,7 +63,7 @@ export class HopSession {
   static async open (conn: Connection, hop: Hop, model: string, maxLength: number, opts: { dtype: WireDType, dim: number, timeoutMs: number, payments?: ClientPayments }): Promise<HopSession> {
     let stream: Stream
     try {
-      stream = await conn.newStream(INFERENCE_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(opts.timeoutMs) })
+      stream = await openStream(conn, INFERENCE_PROTOCOL, AbortSignal.timeout(opts.timeoutMs))
     } catch (err: any) {
       throw new SessionFailure('transport', `cannot open a session with ${hop.peer}: ${err?.message ?? err}`, hop.peer)
     }

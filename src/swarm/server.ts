@@ -6,7 +6,7 @@ import type { Link } from '../mesh/dialer.ts'
 import { SessionFailure, sessionFrames, type PushStep, type SessionReply, type SessionRequest } from './session-wire.ts'
 import { PUSH_PROTOCOL } from './messages.ts'
 import { UNSIGNED_TOKENS_ALLOWED, type HostMeter, type HostPayments, type WorkReceipt } from './payments.ts'
-import { closeStream } from '../mesh/frames.ts'
+import { closeStream, openStream } from '../mesh/frames.ts'
 import { withDeadline } from '../mesh/deadline.ts'
 
 export interface HostedRange {
@@ -308,7 +308,7 @@ export class ShardServer {
     try {
       const peer = req.peer
       s.next = await this.opts.link(peer, async conn => {
-        const stream = await conn.newStream(PUSH_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) })
+        const stream = await openStream(conn, PUSH_PROTOCOL, AbortSignal.timeout(10_000))
         const frames = sessionFrames(stream)
         await frames.write({ push: req.push })
         return { peer, stream, frames }

@@ -3,7 +3,7 @@ import type { ByteSource } from '../model/source-http.ts'
 import type { ModelManifest } from '../model/manifest.ts'
 import { WEIGHTS_PROTOCOL } from './messages.ts'
 import { sessionFrames } from './session-wire.ts'
-import { closeStream } from '../mesh/frames.ts'
+import { closeStream, openStream } from '../mesh/frames.ts'
 
 /** Largest piece one weights request may ask for; bigger reads are split. */
 export const MAX_WEIGHTS_CHUNK = 16 * 1024 * 1024
@@ -55,7 +55,7 @@ export async function serveWeights (stream: Stream, holds: (model: string) => He
 export type PeerSource = ByteSource & { manifest: () => Promise<unknown> }
 
 export async function openPeerSource (conn: Connection, model: string, timeoutMs = 60_000): Promise<PeerSource> {
-  const stream = await conn.newStream(WEIGHTS_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(timeoutMs) })
+  const stream = await openStream(conn, WEIGHTS_PROTOCOL, AbortSignal.timeout(timeoutMs))
   const frames = sessionFrames(stream)
   let queue: Promise<unknown> = Promise.resolve()
   const request = async (offset: number, length: number): Promise<{ info: Extract<WeightsReply, { name: string }>, bytes: Uint8Array }> => {

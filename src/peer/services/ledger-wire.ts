@@ -4,7 +4,7 @@
 // and addressed to the payee. The reply is always a `ledger.blocks` message; for a transfer it
 // holds the payee's receive block, its half of the two signatures.
 import type { Connection, Stream } from '@libp2p/interface'
-import { jsonFrames, closeStream } from '../../mesh/frames.ts'
+import { jsonFrames, closeStream, openStream } from '../../mesh/frames.ts'
 import { PROTOCOL_MAJOR } from '../../protocol/version.ts'
 import { MAX_STREAM_BYTES, type SyncMessage } from '../../ledger/sync.ts'
 import type { Block } from '../../ledger/block.ts'
@@ -23,7 +23,7 @@ export type Request = Extract<SyncMessage, { type: 'ledger.request' }>
 /** One round trip on a fresh stream; the reply comes back as raw bytes for LedgerSync to check. */
 export async function ask (conn: Connection, message: Request | Envelope): Promise<Uint8Array> {
   const signal = AbortSignal.timeout(TIMEOUT_MS)
-  const stream = await conn.newStream(LEDGER_PROTOCOL, { runOnLimitedConnection: true, signal })
+  const stream = await openStream(conn, LEDGER_PROTOCOL, signal)
   const frames = jsonFrames(stream, MAX_STREAM_BYTES)
   try {
     await frames.write(message, signal)
