@@ -12,7 +12,7 @@ import { EventLog } from './event-log.ts'
 import { ComputeBudget, MessageThrottle, SpendMeter, leaksSecret } from './guard.ts'
 import { addressedTo } from './addressing.ts'
 import type { SwarmService } from '../swarm/swarm-service.ts'
-import { askTask, serveTask, TASK_PROTOCOL, type TaskReplyBody, type TaskRequestBody } from './tasks.ts'
+import { deliverTask, serveTask, TASK_PROTOCOL, type TaskReplyBody, type TaskRequestBody } from './tasks.ts'
 import { keyEncodings } from './secrets.ts'
 import { findWallet } from './wallet.ts'
 import type { AutonomyConfig } from './persona.ts'
@@ -328,7 +328,7 @@ export class AutonomyService implements AgentService {
       }
     }
     const request = await ctx.sign('task.request', { ...task, taskId }, to) as Envelope<TaskRequestBody>
-    const bytes = await askTask(await ctx.connect(to), request)
+    const bytes = await deliverTask(ctx.node, to, async () => await ctx.connect(to), request)
     const env = await ctx.inbox.accept(bytes, { transportFrom: to, senderMustMatch: true }) as Envelope<TaskReplyBody> | undefined
     const reply: TaskReplyBody = env?.type === 'task.reply' && env.body.taskId === taskId
       ? env.body

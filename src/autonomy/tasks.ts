@@ -2,6 +2,8 @@
 // and done, or declined with a reason), one of each on a fresh `/clawnet/task/1.0.0` stream.
 import type { Connection, Stream } from '@libp2p/interface'
 import { jsonFrames, closeStream, openStream } from '../mesh/frames.ts'
+import { overLink } from '../mesh/dialer.ts'
+import type { AgentNode } from '../mesh/node.ts'
 import { registerMessageType } from '../protocol/messages.ts'
 import { PROTOCOL_MAJOR } from '../protocol/version.ts'
 import { LIMITS } from '../protocol/limits.ts'
@@ -53,17 +55,32 @@ registerMessageType('task.reply', (b: any) => {
 /** Generous enough for a model's answer, short enough that a silent worker frees the stream. */
 const TIMEOUT_MS = 60_000
 
-/** The requester's side: sends one signed request, returns the worker's raw reply frame. */
-export async function askTask (conn: Connection, request: Envelope<TaskRequestBody>): Promise<Uint8Array> {
+/**
+ * The requester's side: sends one signed request, returns the worker's raw reply frame.
+ * `onSent` is called once the request is on its way: from then on a failure is not retried
+ * elsewhere, since the worker may already be doing the task.
+ */
+export async function askTask (conn: Connection, request: Envelope<TaskRequestBody>, onSent?: () => void): Promise<Uint8Array> {
   const signal = AbortSignal.timeout(TIMEOUT_MS)
   const stream = await openStream(conn, TASK_PROTOCOL, signal)
   const frames = jsonFrames(stream)
   try {
     await frames.write(request, signal)
+    onSent?.()
     return await frames.readBytes(signal)
   } finally {
     await closeStream(stream, 'task stream closed')
   }
+}
+
+/**
+ * Sends `request` to agent `to` over the best open link, and if that link dies before the
+ * request is on its way (a relayed one closing as a direct one replaces it), over the next or a
+ * freshly dialled one; once sent, a failure is the outcome: the worker gets a request at most once.
+ */
+export async function deliverTask (node: AgentNode, to: string, dial: () => Promise<Connection>, request: Envelope<TaskRequestBody>): Promise<Uint8Array> {
+  let sent = false
+  return await overLink(node, to, dial, async conn => await askTask(conn, request, () => { sent = true }), () => sent)
 }
 
 /** The worker's side: reads one request frame, writes whatever `answer` signs. */
