@@ -8,6 +8,7 @@
 // chain is driven by two clients in turn: one whose hosts push decode steps to each other (the
 // default) and one that carries every hidden state itself (--no-push). Two models: a small one,
 // where messaging dominates a token, and one where compute does, as for the models a mesh is for.
+// Last, what idling between turns costs one host's compute by itself (no network), in this process.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -20,6 +21,7 @@ import { readLlama2cTokenizer } from '../src/model/llama2c.ts'
 import { openModel } from '../src/model/open-model.ts'
 import { loadRuntime } from '../src/engine/ort.ts'
 import { LocalPipeline } from '../src/engine/pipeline.ts'
+import { BlockRange } from '../src/engine/stages.ts'
 import { startRelay, MODELS_DIR } from '../test/helpers/relay.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../test/helpers/peer-process.ts'
 import { exactQuantile, median } from '../src/stats.ts'
@@ -75,6 +77,45 @@ async function singleEngine (path: string, m: BenchModel, parts = 1): Promise<Si
       await pipeline.release()
       await model.source.close?.()
     }
+  }
+}
+
+/** Decode steps per case and round of `idleCost`, and the rounds. */
+const IDLE_STEPS = 24
+const IDLE_ROUNDS = 6
+
+/**
+ * What waiting costs a host: one decode step of a quarter of the blocks (one host's share in the
+ * 4-host chain), run back to back, and after the host sat idle for as long as the other three
+ * quarters take (as a chain host does between its turns), in this process, alternating round by
+ * round. The ratio is the compute a chain host loses to cold caches, whatever the network does.
+ */
+async function idleCost (path: string, m: BenchModel): Promise<Record<string, number>> {
+  const { model } = await openModel(path)
+  const range = await BlockRange.load(model, 0, m.config.nLayers / 4 - 1, await loadRuntime({ threads: THREADS }))
+  const hidden = new Float32Array(m.config.dim).fill(0.01)
+  const steps = async (gapMs: number): Promise<number> => {
+    range.reset()
+    const t: number[] = []
+    for (let i = 0; i < IDLE_STEPS; i++) {
+      if (gapMs > 0) await new Promise(resolve => setTimeout(resolve, gapMs))
+      const t0 = performance.now()
+      await range.forward(hidden, 1)
+      t.push(performance.now() - t0)
+    }
+    return median(t.slice(4))
+  }
+  try {
+    const warm: number[] = []
+    const idle: number[] = []
+    for (let r = 0; r < IDLE_ROUNDS; r++) {
+      warm.push(await steps(0))
+      idle.push(await steps(Math.round(3 * warm.at(-1)!)))
+    }
+    return { back_to_back_ms: ms(median(warm)), after_idle_ms: ms(median(idle)), after_idle_vs_back_to_back: roundRatio(idle, warm) }
+  } finally {
+    await range.release()
+    await model.source.close?.()
   }
 }
 
@@ -195,6 +236,7 @@ async function benchModel (m: BenchModel, dir: string): Promise<Record<string, u
   try {
     for (const peers of CHAINS) chains.push(await startChain(path, peers, m))
     const rounds = await measure(chains, engine, m)
+    const idle = await idleCost(path, m)
     const figures: Record<string, Record<string, unknown>> = {}
     for (const [i, c] of chains.entries()) {
       const x = rounds[i]
@@ -242,6 +284,9 @@ async function benchModel (m: BenchModel, dir: string): Promise<Record<string, u
       four_peer_vs_one_peer_by_round: four.push.map((x, i) => ratio(x, one.push[i])),
       // What the ratio would be if the extra hops' messages cost nothing.
       four_peer_vs_one_peer_compute_only: roundRatio(one.compute, four.compute),
+      // One host's quarter of the blocks in this process, back to back and after idling between
+      // steps as a chain host does: how much of the compute figure above waiting alone explains.
+      quarter_of_the_blocks_one_step: idle,
       four_peer_vs_one_peer_client_relayed: roundRatio(four.relayed, one.relayed),
       [`four_peer_vs_one_peer_with_${CONCURRENT}_concurrent`]: roundRatio(four.concurrent, one.concurrent)
     }
