@@ -22,13 +22,15 @@ export async function openStore(dir: string): Promise<LedgerStore> {
   const path = join(dir, FILE)
   const fh = await open(path, 'a+')
   try {
-    const { records, validBytes, size } = await scan(fh)
-    if (validBytes < size) {
+    const buf = await readAll(fh)
+    const { records, damaged } = readFrames(buf)
+    const validBytes = damaged[0]?.at ?? buf.length
+    if (damaged.length > 0) {
       // Appends are sequential and each waits for the last, so a crash tears only the final frame.
       // Intact frames after the bad bytes mean damage, not a torn append: cutting there would
       // throw away acknowledged blocks, and a lost own block gets signed again as a fork.
-      const next = findFrame(await readAll(fh, size), validBytes + 1)
-      if (next !== undefined) {
+      const next = validBytes + damaged[0].bytes
+      if (next < buf.length) {
         throw new Error(`ledger store ${path} is damaged at byte ${validBytes} (intact records follow at byte ${next}); it was left untouched so that no block is lost: restore it from a backup, or run 'clawnet repair-ledger --data ${dir}', before starting this agent`)
       }
       await fh.truncate(validBytes)
@@ -41,7 +43,8 @@ export async function openStore(dir: string): Promise<LedgerStore> {
   }
 }
 
-async function readAll(fh: FileHandle, size: number): Promise<Uint8Array> {
+async function readAll(fh: FileHandle): Promise<Uint8Array> {
+  const { size } = await fh.stat()
   const buf = new Uint8Array(size)
   if (size > 0) await fh.read(buf, 0, size, 0)
   return buf
@@ -78,28 +81,32 @@ function findFrame(buf: Uint8Array, from: number): number | undefined {
 export interface DamagedSpan { at: number; bytes: number }
 
 /**
- * Every intact record of a store file, stepping over damaged spans (the store's frames carry a
- * checksum, and a record's JSON always starts the same way, so intact frames are found again
- * after any damage), with where the damage lies.
+ * Every intact record of a store file's bytes, stepping over damaged spans (the store's frames
+ * carry a checksum, and a record's JSON always starts the same way, so intact frames are found
+ * again after any damage), with where the damage lies.
  */
+function readFrames(buf: Uint8Array): { records: StoredRecord[]; damaged: DamagedSpan[] } {
+  const records: StoredRecord[] = []
+  const damaged: DamagedSpan[] = []
+  for (let at = 0; at < buf.length;) {
+    const f = frameAt(buf, at)
+    if (f !== undefined) {
+      records.push(f.record)
+      at = f.end
+      continue
+    }
+    const next = findFrame(buf, at + 1) ?? buf.length
+    damaged.push({ at, bytes: next - at })
+    at = next
+  }
+  return { records, damaged }
+}
+
+/** What `clawnet repair-ledger` starts from: the intact records of a damaged store, and the damage. */
 export async function salvageStore(dir: string): Promise<{ records: StoredRecord[]; damaged: DamagedSpan[] }> {
   const fh = await open(join(dir, FILE), 'r')
   try {
-    const buf = await readAll(fh, (await fh.stat()).size)
-    const records: StoredRecord[] = []
-    const damaged: DamagedSpan[] = []
-    for (let at = 0; at < buf.length;) {
-      const f = frameAt(buf, at)
-      if (f !== undefined) {
-        records.push(f.record)
-        at = f.end
-        continue
-      }
-      const next = findFrame(buf, at + 1) ?? buf.length
-      damaged.push({ at, bytes: next - at })
-      at = next
-    }
-    return { records, damaged }
+    return readFrames(await readAll(fh))
   } finally {
     await fh.close()
   }
@@ -138,18 +145,6 @@ function encodeFrame(record: StoredRecord): Uint8Array {
   view.setUint32(4, crc32(payload))
   frame.set(payload, HEADER)
   return frame
-}
-
-async function scan(fh: FileHandle): Promise<{ records: StoredRecord[]; validBytes: number; size: number }> {
-  const { size } = await fh.stat()
-  const buf = await readAll(fh, size)
-  const records: StoredRecord[] = []
-  let at = 0
-  for (let f = frameAt(buf, at); f !== undefined; f = frameAt(buf, at)) {
-    records.push(f.record)
-    at = f.end
-  }
-  return { records, validBytes: at, size }
 }
 
 class FileStore implements LedgerStore {
