@@ -270,8 +270,8 @@ export class SwarmService implements AgentService {
 
   /**
    * Compares the hosted copy with every other copy the mesh serves of a model of the same name
-   * (see divergence.ts), asking one of its hosts for its manifest. Needs our own full manifest:
-   * a copy loaded from the mesh or checked against a published manifest is the mesh's by construction.
+   * (see divergence.ts), asking one of its hosts for its manifest. Needs our copy's full
+   * manifest: hashed here, or one published beside its URL or offered by the peer it came from.
    */
   private async compareWithMesh (): Promise<void> {
     const m = this.model
