@@ -73,7 +73,7 @@ export class EventLog {
     // Inference served to others, as the shard server counts it (tokens × blocks per client).
     const served = new Map<string, number>()
     const onServed = (): void => {
-      const hosting = agent.service<SwarmService>('swarm')?.view().hosting
+      const hosting = agent.service<SwarmService>('swarm')?.hosting()
       for (const [client, tally] of Object.entries(hosting?.stats.servedByClient ?? {})) {
         const before = served.get(client) ?? 0
         if (tally.tokens <= before) continue

@@ -200,7 +200,7 @@ export class SwarmService implements AgentService {
       }
       await this.announce()
       void this.compareWithMesh()
-      return this.hostingView()!
+      return this.hosting()!
     } finally {
       this.loading = undefined
       this.ctx?.changed()
@@ -450,7 +450,8 @@ export class SwarmService implements AgentService {
 
   // ---- views ----
 
-  private hostingView (): HostingView | undefined {
+  /** What this agent hosts and has served, without the rest of `view` (cheap enough to read on every change). */
+  hosting (): HostingView | undefined {
     if (this.server == null) return undefined
     const h = this.server.hosted
     return { model: h.model, name: h.name, start: h.range.first, end: h.range.last, pinned: this.pinned, stats: this.server.stats(), divergent: [...this.divergent.values()] }
@@ -468,7 +469,7 @@ export class SwarmService implements AgentService {
         const servers = this.table.forModel(m.model)
         return { ...m, coverage: coverage(servers, m.nLayers), missing: missingRanges(servers, m.nLayers), servers }
       }),
-      hosting: this.hostingView(),
+      hosting: this.hosting(),
       loading: this.loading,
       evidence: this.evidence.slice(),
       standing: this.standing.all(),
