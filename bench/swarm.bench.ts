@@ -6,8 +6,10 @@
 // The three chains run at the same time, each in a mesh of its own, and take their turns round
 // by round, so ratios between them compare generations seconds apart rather than minutes. Each
 // chain is driven by two clients in turn: one whose hosts push decode steps to each other (the
-// default) and one that carries every hidden state itself (--no-push). Two models: a small one,
-// where messaging dominates a token, and one where compute does, as for the models a mesh is for.
+// default) and one that carries every hidden state itself (--no-push). Three models: a small one,
+// where messaging dominates a token, and two where compute does (~0.4B and ~1.1B parameters), as
+// for the models a mesh is for; the two tell which costs of a hop are fixed and which grow with
+// the model.
 // Last, what idling between turns costs one host's compute by itself (no network), in this process.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
@@ -41,7 +43,9 @@ const MODELS: BenchModel[] = [
   // ~27M parameters, f32: a hop's messaging is of the order of a token's compute.
   { label: 'small', config: BASE, decode: 48, runs: 7 },
   // ~400M parameters, Q8_0 (what people download): a token costs ~30 ms of compute on one thread here.
-  { label: 'large', config: { ...BASE, dim: 1536, hiddenDim: 4096, nLayers: 16, nHeads: 12, nKvHeads: 4, headDim: 128 }, type: GgmlType.Q8_0, decode: 16, runs: 7 }
+  { label: 'large', config: { ...BASE, dim: 1536, hiddenDim: 4096, nLayers: 16, nHeads: 12, nKvHeads: 4, headDim: 128 }, type: GgmlType.Q8_0, decode: 16, runs: 7 },
+  // ~1.1B parameters, Q8_0: a token costs ~100 ms here, still small for the models a mesh is for.
+  { label: 'xl', config: { ...BASE, dim: 2048, hiddenDim: 5632, nLayers: 24, nHeads: 16, nKvHeads: 4, headDim: 128 }, type: GgmlType.Q8_0, decode: 16, runs: 7 }
 ]
 const CONCURRENT = 4
 /** Hosts per chain. */
