@@ -26,15 +26,16 @@ export interface PeerProcess {
 /** `clawnet peer` as a real child process, exactly as a user or an agent computer runs it. */
 export async function startPeerProcess (relay: string, name: string, extra: string[] = [], opts: { startTimeoutMs?: number } = {}): Promise<PeerProcess> {
   const dataDir = await mkdtemp(join(tmpdir(), 'clawnet-peer-'))
-  const port = await freePort()
   let out = ''
-  const child = spawn(process.execPath, [join(ROOT, 'bin/clawnet.js'), 'peer', '--relay', relay, '--name', name, '--data', dataDir, '--api', `127.0.0.1:${port}`, '--no-stun', ...extra], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  // Port 0: the peer binds a free port itself and prints it. A port found free here and handed
+  // over can be taken by another process (a browser, another test's peer) before the peer binds it.
+  const child = spawn(process.execPath, [join(ROOT, 'bin/clawnet.js'), 'peer', '--relay', relay, '--name', name, '--data', dataDir, '--api', '127.0.0.1:0', '--no-stun', ...extra], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout!.on('data', d => { out += String(d) })
   child.stderr!.on('data', d => { out += String(d) })
-  const api = `http://127.0.0.1:${port}`
   // Hosting peers load (and hash) their model before the API comes up.
   const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000)
-  while (!out.includes('API:')) {
+  let listening: RegExpExecArray | null
+  while ((listening = /API: (http:\/\/127\.0\.0\.1:\d+)\//.exec(out)) == null) {
     if (child.exitCode != null) throw new Error(`peer exited ${child.exitCode}: ${out}`)
     if (Date.now() > deadline) {
       // Never leave a half-started peer behind.
@@ -44,6 +45,7 @@ export async function startPeerProcess (relay: string, name: string, extra: stri
     }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
+  const api = listening[1]
   return {
     api,
     dataDir,
