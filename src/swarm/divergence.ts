@@ -37,7 +37,7 @@ export function compareCopies (ours: ModelManifest, file: ModelFile, offered: un
   return { model: id, peers, tensors, total: ours.tensors.length, likely: tensors.length <= Math.max(1, DAMAGE_SHARE * ours.tensors.length) ? 'damaged' : 'another version' }
 }
 
-/** What the owner of a host is told. */
+/** What the owner of a host is told, in its log and on its dashboard. */
 export function describeDivergence (name: string, ours: string, d: Divergence): string {
   const shown = d.tensors.slice(0, 4).join(', ') + (d.tensors.length > 4 ? `, … (${d.tensors.length - 4} more)` : '')
   const serve = `${d.peers} other agent${d.peers === 1 ? '' : 's'} serve${d.peers === 1 ? 's' : ''}`
