@@ -10,7 +10,7 @@ import { launchChromium, openAgentPage } from '../helpers/browser.ts'
 import { startPeerProcess, waitFor, type PeerProcess } from '../helpers/peer-process.ts'
 import { Agent } from '../../src/peer/agent.ts'
 import { LedgerService } from '../../src/peer/services/ledger-service.ts'
-import { ask } from '../../src/peer/services/ledger-wire.ts'
+import { ask, LEDGER_TOPIC } from '../../src/peer/services/ledger-wire.ts'
 import { MemoryStore } from '../../src/ledger/store-types.ts'
 import { CREDIT, hashBlock, signBlock, type Block } from '../../src/ledger/block.ts'
 import { creditTransfer } from '../../src/ledger/sync.ts'
@@ -238,7 +238,7 @@ describe('the ledger across browser and Node agents', () => {
 
     // A real transfer, then the same send offered again: acknowledged once, never received twice.
     const paid = await svc.transfer(ids[3], 2 * CREDIT, 'real')
-    expect(paid.acknowledged).toBe(true)
+    expect({ acknowledged: paid.acknowledged, reason: paid.reason }).toEqual({ acknowledged: true, reason: undefined })
     const { type, ...body } = creditTransfer(paid.block)
     const env = await signEnvelope(signer, type, body, { to: ids[3] })
     const conn = attacker.node.getConnections(peerIdFromString(ids[3])).find(c => c.status === 'open')!
@@ -250,6 +250,25 @@ describe('the ledger across browser and Node agents', () => {
     expect((await peers[0].get('/v1/mesh/diagnostics')).rejected.replay).toBe(replays + 1)
     const receives = (await peers[0].get(`/v1/ledger/blocks?account=${ids[3]}`)).blocks.filter((b: Block) => b.ref === paid.hash)
     expect(receives).toHaveLength(1)
+  })
+
+  it('a payer behind on the payee\'s chain still gets its receive back', async () => {
+    const svc = attacker!.service<LedgerService>('ledger')!
+    // Mallory stops hearing the ledger topic, so the payee's next head passes it by.
+    const pubsub = attacker!.node.services.pubsub
+    pubsub.unsubscribe(LEDGER_TOPIC)
+    try {
+      const res = await peers[0].post('/v1/ledger/transfer', { to: ids[0], amount: 0.5, reason: 'ahead of mallory' })
+      expect(res.status, JSON.stringify(res.body)).toBe(201)
+      const payee = (await peers[0].get('/v1/ledger/account')).seq
+      expect(svc.ledger.account(ids[3])!.seq).toBeLessThan(payee)
+      // The receive comes back at payee + 1: it links only once mallory has fetched what precedes it.
+      const paid = await svc.transfer(ids[3], CREDIT, 'from behind')
+      expect({ acknowledged: paid.acknowledged, reason: paid.reason }).toEqual({ acknowledged: true, reason: undefined })
+      expect(svc.ledger.account(ids[3])!.seq).toBe(payee + 1)
+    } finally {
+      pubsub.subscribe(LEDGER_TOPIC)
+    }
   })
 
   it('a double spend by a modified agent is proved and flagged by every other agent within seconds', async () => {

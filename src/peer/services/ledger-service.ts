@@ -177,10 +177,14 @@ export class LedgerService implements AgentService {
       const { type, ...body } = creditTransfer(send)
       const env = await ctx.sign(type, body, send.counterparty)
       const bytes = await this.ask(send.counterparty, env)
-      const reason = readReason(bytes)
-      await this.absorb(bytes, send.counterparty)
+      const r = await this.absorb(bytes, send.counterparty, false)
+      // The receive extends the payee's chain. A payer behind on that chain (a newcomer still
+      // syncing, heads not yet arrived) must fetch what precedes it, or a receive the payee did
+      // sign would be dropped as a gap and the transfer reported unacknowledged.
+      if (r.requests.length > 0) await this.fetch(send.counterparty, r.requests)
       const receive = this.receiptOf(send)
-      return { block: send, hash, acknowledged: receive != null, receive, reason: receive == null ? reason ?? 'no acknowledgement' : undefined }
+      const reason = readReason(bytes) ?? r.rejected[0]?.reason ?? 'no acknowledgement'
+      return { block: send, hash, acknowledged: receive != null, receive, reason: receive == null ? reason : undefined }
     } catch (err) {
       // Not every failure is an Error with a message (a stream reset can throw other things).
       return { block: send, hash, acknowledged: false, reason: (err as Error)?.message || String(err) }
