@@ -1,16 +1,40 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createServer, type AddressInfo } from 'node:net'
+import { createServer } from 'node:net'
 import { ROOT } from './relay.ts'
 
+/**
+ * A port for a process that must be told it in advance. It is drawn below the kernel's ephemeral
+ * range: a port from that range (what listen(0) hands out) can be taken by any outgoing
+ * connection between this check and the child's bind, which once failed CI.
+ */
 export async function freePort (): Promise<number> {
+  const ephemeral = ephemeralStart()
+  for (let tries = 0; tries < 50; tries++) {
+    const port = 10_000 + Math.floor(Math.random() * (ephemeral - 10_000))
+    if (await canListen(port)) return port
+  }
+  throw new Error(`no free port between 10000 and ${ephemeral}`)
+}
+
+/** Where Linux starts handing out ports of its own; its usual start where that cannot be read. */
+function ephemeralStart (): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]) || 32768
+  } catch {
+    return 32768
+  }
+}
+
+async function canListen (port: number): Promise<boolean> {
   const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const { port } = s.address() as AddressInfo
-  await new Promise<void>(resolve => s.close(() => resolve()))
-  return port
+  return await new Promise<boolean>(resolve => {
+    s.once('error', () => { resolve(false) })
+    s.listen(port, '127.0.0.1', () => { s.close(() => { resolve(true) }) })
+  })
 }
 
 export interface PeerProcess {
