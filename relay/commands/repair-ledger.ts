@@ -48,13 +48,17 @@ export async function run (argv: string[]): Promise<number> {
     const bytes = damaged.reduce((n, d) => n + d.bytes, 0)
     console.log(`damaged: ${bytes} bytes in ${damaged.length} place(s) (${damaged.map(d => `byte ${d.at}, ${d.bytes} bytes`).join('; ')})`)
     let shown = 0
+    let verified = ''
     const rebuilt = await rebuildLedger(records, key, {
       onProgress: (done, total) => {
+        verified = `${done} of ${total}`
         if (Date.now() - shown < 1000) return
         shown = Date.now()
-        process.stderr.write(`verifying records: ${done} of ${total}\r`)
+        process.stderr.write(`verifying records: ${verified}\r`)
       }
     })
+    // The progress line ends where it got to, so what follows starts on a line of its own.
+    if (shown > 0) process.stderr.write(`verifying records: ${verified}\n`)
     const self = peerIdFromPrivateKey(key).toString()
     const ownDropped = rebuilt.dropped.filter(b => b.account === self).length
     console.log(`kept ${rebuilt.records.length} of ${records.length} intact records; left out ${rebuilt.dropped.length} block(s) that no longer link to what was kept (${ownDropped} of this agent's own)`)
