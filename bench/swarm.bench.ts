@@ -308,10 +308,13 @@ async function benchModel (m: BenchModel, dir: string): Promise<Record<string, u
 
 export async function run (): Promise<Record<string, unknown>> {
   const only = process.env.BENCH_SWARM_MODELS?.split(',')
+  // More rounds narrow the interval around the ratio's median (15 take it from [min, max] to the 4th and 12th).
+  const runs = process.env.BENCH_SWARM_RUNS == null ? undefined : Number(process.env.BENCH_SWARM_RUNS)
+  if (runs != null && !(Number.isSafeInteger(runs) && runs > 0)) throw new Error(`BENCH_SWARM_RUNS must be a positive integer, not ${process.env.BENCH_SWARM_RUNS}`)
   const dir = await mkdtemp(join(tmpdir(), 'clawnet-bench-swarm-'))
   try {
     const figures: Record<string, unknown> = {}
-    for (const m of MODELS.filter(m => only == null || only.includes(m.label))) figures[`${m.label}_model`] = await benchModel(m, dir)
+    for (const m of MODELS.filter(m => only == null || only.includes(m.label))) figures[`${m.label}_model`] = await benchModel({ ...m, runs: runs ?? m.runs }, dir)
     const cores = cpus()
     return { ...figures, engine_threads: THREADS, machine: { cores: cores.length, cpu: cores[0]?.model }, note: `Node peers on loopback (TCP links), one machine with ${cores.length} cores: the three chains (each in a mesh of its own, with its own relay), their clients and the relays share them, and take their turns round by round.` }
   } finally {
