@@ -277,16 +277,17 @@ async function benchModel (m: BenchModel, dir: string): Promise<Record<string, u
       console.error(`${m.label} model, ${c.peers} peer(s): ${tps} tok/s pushed, ${relayedTps} relayed by the client (single engine ${base}, split in-process ${split}); ${concurrentTps} tok/s over ${CONCURRENT} concurrent generations`)
     }
     const [one, four] = [rounds[CHAINS.indexOf(1)], rounds[CHAINS.indexOf(4)]]
+    const fourVsOne = roundRatio(four.push, one.push)
     const byRound = four.push.map((x, i) => ratio(x, one.push[i]))
     const interval = medianInterval(byRound)
-    console.error(`${m.label} model, 4 peers vs 1 peer: ${roundRatio(four.push, one.push)} (median of ${byRound.length} rounds; ${Math.round(interval.coverage * 1000) / 10}% interval for it ${interval.low}–${interval.high})`)
+    console.error(`${m.label} model, 4 peers vs 1 peer: ${fourVsOne} (median of ${byRound.length} rounds; ${Math.round(interval.coverage * 1000) / 10}% interval for it ${interval.low}–${interval.high})`)
     return {
       model: { params_millions: paramsMillions(m.config), weights: GgmlType[m.type ?? GgmlType.F32], ...m.config },
       decode_tokens: m.decode,
       runs: m.runs,
       chains: figures,
       // Round by round: the 4-host and the 1-host chain take their turns within seconds of each other.
-      four_peer_vs_one_peer: roundRatio(four.push, one.push),
+      four_peer_vs_one_peer: fourVsOne,
       // Each round's own ratio, in round order: how far this machine's noise spreads the median.
       four_peer_vs_one_peer_by_round: byRound,
       // Where the true median lies, from the rounds alone (no assumption about the noise's shape).
