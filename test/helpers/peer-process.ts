@@ -7,26 +7,43 @@ import { createServer } from 'node:net'
 import { ROOT } from './relay.ts'
 
 /**
- * A port for a process that must be told it in advance. It is drawn below the kernel's ephemeral
- * range: a port from that range (what listen(0) hands out) can be taken by any outgoing
+ * A port for a process that must be told it in advance. It is drawn outside the kernel's
+ * ephemeral range: a port from that range (what listen(0) hands out) can be taken by any outgoing
  * connection between this check and the child's bind, which once failed CI.
  */
 export async function freePort (): Promise<number> {
-  const ephemeral = ephemeralStart()
+  const spans = portsOutside(ephemeralRange())
+  const total = spans.reduce((n, [a, b]) => n + b - a + 1, 0)
+  if (total === 0) throw new Error('every unprivileged port is in the kernel\'s ephemeral range; no port can be handed over safely')
   for (let tries = 0; tries < 50; tries++) {
-    const port = 10_000 + Math.floor(Math.random() * (ephemeral - 10_000))
+    const port = nthPort(spans, Math.floor(Math.random() * total))
     if (await canListen(port)) return port
   }
-  throw new Error(`no free port between 10000 and ${ephemeral}`)
+  throw new Error(`no free port in ${spans.map(([a, b]) => `${a}-${b}`).join(', ')}`)
 }
 
-/** Where Linux starts handing out ports of its own; its usual start where that cannot be read. */
-function ephemeralStart (): number {
-  try {
-    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]) || 32768
-  } catch {
-    return 32768
+/** The unprivileged ports (from 10000, below which well-known services sit) outside [low, high]. */
+export function portsOutside ([low, high]: [number, number]): Array<[number, number]> {
+  const spans: Array<[number, number]> = [[10_000, Math.min(low - 1, 65_535)], [Math.max(high + 1, 10_000), 65_535]]
+  return spans.filter(([a, b]) => a <= b)
+}
+
+/** The k-th port (0-based) counting through the spans in order. */
+function nthPort (spans: Array<[number, number]>, k: number): number {
+  for (const [a, b] of spans) {
+    if (k <= b - a) return a + k
+    k -= b - a + 1
   }
+  throw new RangeError(`port index ${k} is past the spans' end`)
+}
+
+/** Where Linux hands out ports of its own; its usual range where that cannot be read. */
+function ephemeralRange (): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    if (Number.isInteger(low) && Number.isInteger(high) && low <= high) return [low, high]
+  } catch {}
+  return [32768, 60999]
 }
 
 async function canListen (port: number): Promise<boolean> {
